@@ -1,0 +1,1 @@
+"""Reading dental data: volumes with their geometry, dataset layouts, splits, synthesis."""

@@ -1,0 +1,200 @@
+"""A dataset on disk: its layout, label map and case records, and its fingerprint.
+
+`open_dataset` finds the layout (or takes the one named), reads the folder structure and
+side files (dataset.json, splits.json, patients.csv) and returns a `Dataset` of records;
+no volume is read until a record is loaded. `Dataset.fingerprint` then summarises the data
+(spacings, shapes, intensities, label fractions, orientations) as JSON for planning, with
+no patient identifier and no path beyond the dataset folder's own name.
+
+Example::
+
+    dataset = open_dataset("Dataset001_Teeth")
+    case = dataset.load(dataset.records[0])   # validated image + label
+    print(dataset.fingerprint(max_cases=20))
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dentpy.data.case import Case, CaseRecord, checked_spacing
+from dentpy.errors import InputDataError
+
+LAYOUTS: tuple[str, ...] = ("nnunet", "pulpy", "files")
+
+# Foreground voxels sampled per case for intensity statistics: enough for stable
+# percentiles, small enough that a fingerprint of hundreds of CBCTs stays in memory.
+VOXELS_PER_CASE = 10_000
+PERCENTILES = (0.5, 50.0, 99.5)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Records of one dataset. `records` is the labelled training pool; `test_records` are
+    held-out cases (imagesTs, or files to predict on) that may lack labels.
+
+    `predefined_splits` (split name -> case ids) comes from a dataset's own splits.json, so a
+    splitter can honour it; None when the dataset ships none.
+    """
+
+    root: Path
+    layout: str
+    labels: dict[str, int]
+    records: tuple[CaseRecord, ...]
+    test_records: tuple[CaseRecord, ...]
+    predefined_splits: dict[str, tuple[str, ...]] | None = None
+    assume_spacing_mm: tuple[float, float, float] | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        counts = Counter(r.case_id for r in (*self.records, *self.test_records))
+        twice = sorted(case_id for case_id, n in counts.items() if n > 1)
+        if twice:
+            raise InputDataError(
+                f"{self.root.name}: the same case appears more than once",
+                expected="every case once, either in training or in test",
+                found=f"cases {', '.join(twice[:10])} listed {counts[twice[0]]} times",
+                fix="remove the duplicate; a case in both training and test leaks test data",
+            )
+
+    def load(self, record: CaseRecord) -> Case:
+        """Load a record with this dataset's label map and assumed spacing."""
+        return record.load(self.labels, self.assume_spacing_mm)
+
+    def fingerprint(self, max_cases: int | None = None) -> dict[str, Any]:
+        """Summary statistics (JSON-able) of up to `max_cases` evenly chosen cases.
+
+        Intensity percentiles are over foreground (label > 0) voxels of labelled cases, or
+        over all voxels when no case has a label (then `intensity.region` says "all").
+        """
+        pool = self.records or self.test_records
+        chosen = _evenly_spaced(pool, max_cases)
+        spacings, shapes, samples = [], [], []
+        orientations: Counter[str] = Counter()
+        label_counts: Counter[int] = Counter()
+        labelled_voxels = 0
+        rng = np.random.default_rng(0)  # fixed: the same data gives the same fingerprint
+        region = "foreground" if any(r.has_label for r in chosen) else "all"
+        for record in chosen:
+            case = self.load(record)
+            spacings.append(case.image.spacing_mm)
+            shapes.append(case.image.shape)
+            orientations["".join(_axcodes(case.image.affine))] += 1
+            values = case.image.array
+            if case.label is not None:
+                ids, counts = np.unique(case.label.array, return_counts=True)
+                label_counts.update({int(i): int(c) for i, c in zip(ids, counts, strict=True)})
+                labelled_voxels += case.label.array.size
+                values = values[case.label.array > 0]
+            elif region == "foreground":
+                continue
+            values = values.ravel()
+            if values.size > VOXELS_PER_CASE:
+                values = rng.choice(values, VOXELS_PER_CASE, replace=False)
+            samples.append(values.astype(np.float64))
+        names = {v: k for k, v in self.labels.items()}
+        return {
+            "dataset": self.root.name,
+            "layout": self.layout,
+            "labels": dict(self.labels),
+            "n_cases": len(self.records),
+            "n_test_cases": len(self.test_records),
+            "n_cases_fingerprinted": len(chosen),
+            "assume_spacing_mm": list(self.assume_spacing_mm) if self.assume_spacing_mm else None,
+            "spacing_mm": _min_median_max(spacings),
+            "shape": _min_median_max(shapes),
+            "intensity": _intensity(samples, region),
+            "label_fractions": {
+                names.get(i, f"label_{i}"): label_counts[i] / labelled_voxels
+                for i in sorted(label_counts)
+            }
+            if labelled_voxels
+            else {},
+            "orientations": dict(sorted(orientations.items())),
+        }
+
+
+def open_dataset(
+    path: str | Path,
+    layout: str = "auto",
+    assume_spacing_mm: tuple[float, float, float] | None = None,
+) -> Dataset:
+    """Open a dataset folder (or a single volume file) in one of `LAYOUTS`.
+
+    `layout="auto"` detects it; `assume_spacing_mm` overrides the voxel size stored in the
+    files (Pulpy3D stores 1.0 mm for ~0.3 mm scans).
+    """
+    # Imported here: the layout modules build Datasets, so they import this module.
+    from dentpy.data.layouts import files, nnunet, pulpy
+    from dentpy.data.layouts.detect import detect_layout
+
+    path = Path(path)
+    if layout != "auto" and layout not in LAYOUTS:
+        close = difflib.get_close_matches(layout, LAYOUTS, n=1)
+        raise InputDataError(
+            f"unknown dataset layout {layout!r}",
+            expected=f"'auto' or one of {', '.join(LAYOUTS)}",
+            found=repr(layout),
+            fix=f"did you mean {close[0]!r}?" if close else "use layout='auto' to detect it",
+        )
+    if assume_spacing_mm is not None:
+        # Checked now rather than at the first load, deep inside training.
+        assume_spacing_mm = checked_spacing(assume_spacing_mm)
+    if not path.exists():
+        raise InputDataError(
+            f"{path.name or path}: dataset not found",
+            expected="an existing dataset folder or volume file",
+            found="nothing at that path",
+            fix="check the path",
+        )
+    chosen = detect_layout(path) if layout == "auto" else layout
+    readers = {"nnunet": nnunet.read, "pulpy": pulpy.read, "files": files.read}
+    dataset = readers[chosen](path)
+    return replace(dataset, assume_spacing_mm=assume_spacing_mm)
+
+
+def _evenly_spaced(pool: Sequence[CaseRecord], limit: int | None) -> list[CaseRecord]:
+    if limit is None or limit >= len(pool):
+        return list(pool)
+    if limit <= 0:
+        return []
+    indices = np.linspace(0, len(pool) - 1, limit).round().astype(int)
+    return [pool[i] for i in sorted(set(indices.tolist()))]
+
+
+def _axcodes(affine: np.ndarray) -> tuple[str, ...]:
+    import nibabel as nib
+
+    return tuple(str(c) for c in nib.orientations.aff2axcodes(affine))
+
+
+def _min_median_max(rows: Sequence[Sequence[float]]) -> dict[str, list[float]] | None:
+    if not rows:
+        return None
+    table = np.asarray(rows, dtype=np.float64)
+    return {
+        "min": table.min(axis=0).tolist(),
+        "median": np.median(table, axis=0).tolist(),
+        "max": table.max(axis=0).tolist(),
+    }
+
+
+def _intensity(samples: list[np.ndarray], region: str) -> dict[str, Any]:
+    values = np.concatenate(samples) if samples else np.zeros(0)
+    if values.size == 0:
+        return {"region": region, "n_voxels_sampled": 0}
+    return {
+        "region": region,
+        "n_voxels_sampled": int(values.size),
+        "percentiles": {f"{p:g}": float(np.percentile(values, p)) for p in PERCENTILES},
+        "mean": float(values.mean()),
+        "std": float(values.std()),
+        "min": float(values.min()),
+        "max": float(values.max()),
+    }

@@ -1,0 +1,297 @@
+"""Read and write volumes with their geometry (NIfTI, MHA/MHD, NRRD).
+
+NIfTI is read with nibabel (its affine is RAS already). MHA/MHD/NRRD are read with
+SimpleITK, whose arrays are (z, y, x) and whose geometry is LPS; both are converted here
+so every Volume is (I, J, K) with a voxel -> RAS affine. Writes go to a temporary file in
+the destination folder and are renamed into place, so a crash never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+
+from dentpy.data.volume import IntensityImage, LabelMap, Volume
+from dentpy.errors import InputDataError
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+ITK_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr")
+VOLUME_SUFFIXES = NIFTI_SUFFIXES + ITK_SUFFIXES
+
+# A header that claims more voxels than this is refused before any memory is allocated.
+MAX_VOXELS = 2_000_000_000
+
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+V = TypeVar("V", bound=Volume)
+
+
+def volume_suffix(path: Path) -> str:
+    name = path.name.lower()
+    for suffix in sorted(VOLUME_SUFFIXES, key=len, reverse=True):
+        if name.endswith(suffix):
+            return suffix
+    return path.suffix.lower()
+
+
+def is_volume_file(path: Path) -> bool:
+    return path.is_file() and volume_suffix(path) in VOLUME_SUFFIXES
+
+
+def read_image(path: str | Path) -> IntensityImage:
+    """Read a 3D gray-value volume; refuses NaN/Inf voxels and non-3D data."""
+    volume = _read(Path(path), IntensityImage)
+    bad = int(np.count_nonzero(~np.isfinite(volume.array)))
+    if bad:
+        raise InputDataError(
+            f"{Path(path).name}: image contains {bad} NaN or infinite voxels",
+            expected="finite gray values in every voxel",
+            found=f"{bad} of {volume.array.size} voxels are NaN/Inf",
+            fix="repair or re-export the scan; dentpy never fills voxels in silently",
+        )
+    return volume
+
+
+def read_label(path: str | Path) -> LabelMap:
+    """Read a 3D integer label map; refuses fractional or negative values."""
+    volume = _read(Path(path), LabelMap)
+    array = volume.array
+    if not np.issubdtype(array.dtype, np.integer):
+        finite = np.isfinite(array)
+        if not finite.all() or not np.array_equal(array, np.round(array)):
+            odd = np.unique(array[~finite | (array != np.round(array))])[:5]
+            raise InputDataError(
+                f"{Path(path).name}: label map holds non-integer values",
+                expected="integer class labels (0 = background)",
+                found=f"values such as {', '.join(f'{v:g}' for v in odd)}",
+                fix="export the mask without interpolation (nearest neighbour), as integers",
+            )
+    if array.size and array.min() < 0:
+        raise InputDataError(
+            f"{Path(path).name}: label map holds negative values",
+            expected="labels >= 0",
+            found=f"minimum {array.min()}",
+            fix="relabel the mask with non-negative integers",
+        )
+    top = int(array.max()) if array.size else 0
+    dtype = np.uint8 if top < 256 else np.uint16 if top < 65536 else np.int32
+    return LabelMap(array=array.astype(dtype, copy=False), affine=volume.affine)
+
+
+def _read(path: Path, kind: type[V]) -> V:
+    if not path.exists():
+        raise InputDataError(
+            f"{path.name}: file not found",
+            expected=f"a volume file at {path}",
+            found="nothing",
+            fix="check the path, or the dataset layout (see `dentpy data check`)",
+        )
+    suffix = volume_suffix(path)
+    if suffix in NIFTI_SUFFIXES:
+        array, affine = _read_nifti(path)
+    elif suffix in ITK_SUFFIXES:
+        array, affine = _read_itk(path)
+    else:
+        raise InputDataError(
+            f"{path.name}: unsupported volume format",
+            expected=f"one of {', '.join(VOLUME_SUFFIXES)}",
+            found=suffix or "no suffix",
+            fix="convert the file to NIfTI (.nii.gz)",
+        )
+    while array.ndim > 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim != 3:
+        raise InputDataError(
+            f"{path.name}: expected a 3D volume",
+            expected="3 dimensions (I, J, K)",
+            found=f"{array.ndim} dimensions, shape {tuple(array.shape)}",
+            fix="split multi-channel or time series files into one 3D file per channel",
+        )
+    return kind(array=array, affine=affine)
+
+
+def _corrupt(path: Path, exc: BaseException) -> InputDataError:
+    return InputDataError(
+        f"{path.name}: file cannot be read completely ({type(exc).__name__})",
+        expected="a complete, uncorrupted volume file",
+        found=str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__,
+        fix="re-copy or re-export the file; it may be truncated or damaged",
+    )
+
+
+def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    import nibabel as nib
+
+    try:
+        if path.name.lower().endswith(".gz"):
+            import gzip
+
+            # Decompress the whole stream here: nibabel stops at the end of the voxel data
+            # and would never check the gzip CRC, so a corrupted file would read "fine".
+            raw = gzip.decompress(path.read_bytes())
+            # sizeof_hdr is 540 for NIfTI-2 (in either byte order), 348 for NIfTI-1.
+            nifti2 = raw[:4] in ((540).to_bytes(4, "little"), (540).to_bytes(4, "big"))
+            image = (nib.Nifti2Image if nifti2 else nib.Nifti1Image).from_bytes(raw)
+        else:
+            image = nib.load(str(path))
+        shape = tuple(int(s) for s in image.shape)
+        if int(np.prod(shape, dtype=np.float64)) > MAX_VOXELS:
+            raise InputDataError(
+                f"{path.name}: header claims an implausibly large volume",
+                expected=f"at most {MAX_VOXELS:,} voxels",
+                found=f"shape {shape}",
+                fix="the header is damaged; re-export the file",
+            )
+        # Reading the whole array here (not lazily) is what catches truncation and CRC errors.
+        array = np.asarray(image.dataobj)
+        if not array.dtype.isnative:
+            array = array.astype(array.dtype.newbyteorder("="))
+        affine = np.asarray(image.affine, dtype=np.float64)
+    except InputDataError:
+        raise
+    except Exception as exc:
+        raise _corrupt(path, exc) from None
+    if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise InputDataError(
+            f"{path.name}: header geometry is invalid",
+            expected="a finite, invertible voxel-to-world affine",
+            found=f"affine with determinant {np.linalg.det(affine[:3, :3]):g}",
+            fix="set the voxel spacing and orientation in the header (qform/sform)",
+        )
+    return array, affine
+
+
+def _read_itk(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    import SimpleITK as sitk
+
+    try:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()
+        size = reader.GetSize()
+        if int(np.prod(size, dtype=np.float64)) > MAX_VOXELS:
+            raise InputDataError(
+                f"{path.name}: header claims an implausibly large volume",
+                expected=f"at most {MAX_VOXELS:,} voxels",
+                found=f"size {tuple(size)}",
+                fix="the header is damaged; re-export the file",
+            )
+        image = reader.Execute()
+    except InputDataError:
+        raise
+    except Exception as exc:
+        raise _corrupt(path, exc) from None
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputDataError(
+            f"{path.name}: expected one value per voxel",
+            expected="a scalar (grayscale) volume",
+            found=f"{image.GetNumberOfComponentsPerPixel()} components per voxel",
+            fix="convert the file to a single-channel volume",
+        )
+    array = sitk.GetArrayFromImage(image)  # (z, y, x)
+    array = np.ascontiguousarray(np.transpose(array, tuple(range(array.ndim))[::-1]))
+    dim = image.GetDimension()
+    direction = np.array(image.GetDirection(), dtype=np.float64).reshape(dim, dim)[:3, :3]
+    spacing = np.array(image.GetSpacing(), dtype=np.float64)[:3]
+    origin = np.array(image.GetOrigin(), dtype=np.float64)[:3]
+    affine_lps = np.eye(4)
+    affine_lps[:3, :3] = direction * spacing
+    affine_lps[:3, 3] = origin
+    return array, _LPS_TO_RAS @ affine_lps
+
+
+def write_volume(volume: Volume, path: str | Path) -> Path:
+    """Write a volume with its own affine; atomic (temp file + fsync + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = volume_suffix(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        if suffix in NIFTI_SUFFIXES:
+            _write_nifti(volume, tmp)
+        elif suffix in ITK_SUFFIXES:
+            _write_itk(volume, tmp)
+        else:
+            raise InputDataError(
+                f"{path.name}: cannot write this format",
+                expected=f"one of {', '.join(VOLUME_SUFFIXES)}",
+                found=suffix,
+                fix="choose an output name ending in .nii.gz",
+            )
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _write_nifti(volume: Volume, path: Path) -> None:
+    import nibabel as nib
+
+    image = nib.Nifti1Image(np.asarray(volume.array), volume.affine)
+    image.set_qform(volume.affine, code=1)
+    image.set_sform(volume.affine, code=1)
+    if isinstance(volume, LabelMap):
+        image.header.set_intent("label")
+    # gzip mtime is zeroed by nibabel's own writer only if asked; keep bytes reproducible.
+    _save_reproducible(image, path)
+
+
+def _save_reproducible(image: object, path: Path) -> None:
+    import gzip
+
+    import nibabel as nib
+
+    if path.name.endswith(".gz"):
+        raw = image.to_bytes()  # type: ignore[attr-defined]
+        with (
+            open(path, "wb") as handle,
+            gzip.GzipFile(filename="", mode="wb", fileobj=handle, mtime=0, compresslevel=6) as gz,
+        ):
+            gz.write(raw)
+    else:
+        nib.save(image, str(path))  # type: ignore[arg-type]
+
+
+def _write_itk(volume: Volume, path: Path) -> None:
+    import SimpleITK as sitk
+
+    array = np.asarray(volume.array)
+    image = sitk.GetImageFromArray(np.ascontiguousarray(np.transpose(array, (2, 1, 0))))
+    affine_lps = _LPS_TO_RAS @ volume.affine
+    spacing = np.linalg.norm(affine_lps[:3, :3], axis=0)
+    image.SetSpacing([float(s) for s in spacing])
+    image.SetOrigin([float(o) for o in affine_lps[:3, 3]])
+    image.SetDirection([float(d) for d in (affine_lps[:3, :3] / spacing).ravel()])
+    sitk.WriteImage(image, str(path), useCompression=True)
+
+
+def read_affine(path: str | Path) -> np.ndarray:
+    """The voxel -> RAS affine from the header alone (no voxel data is read)."""
+    path = Path(path)
+    suffix = volume_suffix(path)
+    try:
+        if suffix in NIFTI_SUFFIXES:
+            import nibabel as nib
+
+            return np.asarray(nib.load(str(path)).affine, dtype=np.float64)
+        import SimpleITK as sitk
+
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()
+        dim = reader.GetDimension()
+        direction = np.array(reader.GetDirection()).reshape(dim, dim)[:3, :3]
+        affine_lps = np.eye(4)
+        affine_lps[:3, :3] = direction * np.array(reader.GetSpacing())[:3]
+        affine_lps[:3, 3] = np.array(reader.GetOrigin())[:3]
+        return _LPS_TO_RAS @ affine_lps
+    except Exception as exc:
+        raise _corrupt(path, exc) from None

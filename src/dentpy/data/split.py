@@ -1,0 +1,70 @@
+"""Patient-level train / validation / test splits.
+
+A patient never sits in two splits (two scans of one patient in train and test would
+flatter every metric). Model selection uses `val` only; `test` is touched by `evaluate`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from dentpy.errors import InputDataError
+
+SPLITS = ("train", "val", "test")
+
+
+def split_by_patient(
+    case_patients: Mapping[str, str],
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+) -> dict[str, list[str]]:
+    """Case ids per split, grouping cases by patient. Deterministic for a seed."""
+    patients = sorted(set(case_patients.values()))
+    need = 1 + 1 + (1 if test_fraction > 0 else 0)
+    if len(patients) < need:
+        raise InputDataError(
+            f"too few patients to split: {len(patients)}",
+            expected=f"at least {need} patients (train, val{', test' if test_fraction else ''})",
+            found=f"{len(patients)} patient(s) with labels",
+            fix="add labelled cases, or set evaluation.test_fraction=0 for a smoke test",
+        )
+    order = np.random.default_rng(seed).permutation(len(patients))
+    shuffled = [patients[i] for i in order]
+    n_test = max(1, round(test_fraction * len(patients))) if test_fraction > 0 else 0
+    n_val = max(1, round(val_fraction * len(patients)))
+    n_val = min(n_val, len(patients) - n_test - 1)
+    groups = {
+        "test": set(shuffled[:n_test]),
+        "val": set(shuffled[n_test : n_test + n_val]),
+        "train": set(shuffled[n_test + n_val :]),
+    }
+    return {
+        name: sorted(case for case, patient in case_patients.items() if patient in members)
+        for name, members in groups.items()
+    }
+
+
+def check_split(splits: Mapping[str, Sequence[str]], case_patients: Mapping[str, str]) -> None:
+    """Refuse predefined splits that put one patient in two splits or name unknown cases."""
+    seen: dict[str, str] = {}
+    for name, cases in splits.items():
+        for case in cases:
+            if case not in case_patients:
+                raise InputDataError(
+                    f"split '{name}' names a case that is not in the dataset: {case}",
+                    expected="case ids of labelled cases",
+                    found=case,
+                    fix="regenerate the split file",
+                )
+            patient = case_patients[case]
+            if patient in seen and seen[patient] != name:
+                raise InputDataError(
+                    f"patient {patient} appears in both '{seen[patient]}' and '{name}'",
+                    expected="each patient in exactly one split",
+                    found=f"case {case} in '{name}'",
+                    fix="move all of this patient's cases into one split",
+                )
+            seen[patient] = name

@@ -1,0 +1,1 @@
+"""The generic training machinery: sampling, the loop, checkpoints, logging."""

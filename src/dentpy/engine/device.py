@@ -1,0 +1,46 @@
+"""Device and precision choice: CUDA when present, else CPU; bf16 only where it is native."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dentpy.errors import SpecError
+
+if TYPE_CHECKING:
+    import torch
+
+
+def choose_device(preference: str = "auto") -> torch.device:
+    import torch
+
+    if preference == "cuda" and not torch.cuda.is_available():
+        raise SpecError(
+            "constraints.device is 'cuda' but no CUDA GPU is available",
+            expected="a visible NVIDIA GPU with a CUDA build of torch",
+            found=f"torch {torch.__version__}, cuda available: False",
+            fix="set constraints.device=auto (uses the GPU when there is one)",
+        )
+    if preference in ("auto", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def _cpu_has_native_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def autocast_dtype(device: torch.device, preference: str = "auto") -> torch.dtype | None:
+    """bf16 where the hardware computes it natively (emulated bf16 on CPU is slower)."""
+    import torch
+
+    if preference == "fp32":
+        return None
+    native = torch.cuda.is_bf16_supported() if device.type == "cuda" else _cpu_has_native_bf16()
+    if preference == "bf16" or (preference == "auto" and native):
+        return torch.bfloat16
+    return None

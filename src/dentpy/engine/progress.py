@@ -1,0 +1,48 @@
+"""A progress bar showing loss, validation Dice and ETA (rich)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ProgressHook:
+    def __init__(self, total: int, completed: int, enabled: bool = True) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.enabled = enabled
+        self.progress = Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("val Dice {task.fields[dice]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            disable=not enabled,
+        )
+        self.task = self.progress.add_task(
+            "train", total=total, completed=completed, loss="-", dice="-"
+        )
+        self.smoothed: float | None = None
+
+    def __enter__(self) -> ProgressHook:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.__exit__(*exc)
+
+    def on_iteration_end(self, trainer: Any, loss: float) -> None:
+        self.smoothed = loss if self.smoothed is None else 0.9 * self.smoothed + 0.1 * loss
+        self.progress.update(self.task, completed=trainer.iteration, loss=f"{self.smoothed:.3f}")
+
+    def on_validation_end(self, trainer: Any, scores: dict[str, float]) -> None:
+        self.progress.update(self.task, dice=f"{scores['score']:.3f}")

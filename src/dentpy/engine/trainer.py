@@ -1,0 +1,98 @@
+"""One generic training loop with hooks. It knows no task: the task supplies the model,
+loss and validation; sampling and augmentation supply batches.
+
+Iteration-based (not epoch-based): patch training has no natural epoch, and a fixed
+iteration count makes time budgets and exact resume simple.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from dentpy.errors import TrainingError
+
+if TYPE_CHECKING:
+    import torch
+
+    from dentpy.optim import LRSchedule
+
+
+class Hook(Protocol):
+    def on_iteration_end(self, trainer: Trainer, loss: float) -> None: ...
+
+    def on_validation_end(self, trainer: Trainer, scores: dict[str, float]) -> None: ...
+
+
+@dataclass
+class Trainer:
+    model: torch.nn.Module
+    loss_fn: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: LRSchedule
+    next_batch: Callable[[], tuple[torch.Tensor, torch.Tensor]]
+    validate: Callable[[torch.nn.Module], dict[str, float]]
+    amp_dtype: torch.dtype | None = None
+    grad_clip_norm: float | None = None
+    hooks: list[Any] = field(default_factory=list)
+    iteration: int = 0
+    should_stop: bool = False
+
+    def train_step(self) -> float:
+        import torch
+
+        image, label = self.next_batch()
+        self.model.train()
+        device_type = image.device.type
+        autocast = (
+            torch.autocast(device_type, dtype=self.amp_dtype)
+            if self.amp_dtype
+            else contextlib.nullcontext()
+        )
+        with autocast:
+            logits = self.model(image)
+        loss = self.loss_fn(logits.float(), label)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise TrainingError(
+                f"training loss became {value} at iteration {self.iteration + 1}",
+                expected="a finite loss",
+                found=f"loss = {value} (lr {self.schedule.lr:.3g})",
+                fix="lower optimizer.lr, keep optimizer.grad_clip_norm set, or check the "
+                "data with `dentpy data check`; the last good checkpoint is kept",
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.grad_clip_norm:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip_norm)
+        self.optimizer.step()
+        self.schedule.step()
+        self.iteration += 1
+        return value
+
+    def fit(self, total_iterations: int, validate_every: int) -> None:
+        validated_at = self.iteration
+        while self.iteration < total_iterations and not self.should_stop:
+            loss = self.train_step()
+            for hook in self.hooks:
+                hook.on_iteration_end(self, loss)
+            if self.iteration % validate_every == 0 or self.iteration == total_iterations:
+                self.run_validation()
+                validated_at = self.iteration
+        if validated_at != self.iteration:
+            # Stopped early (time budget): validate so the last steps are checkpointed too.
+            self.run_validation()
+
+    def run_validation(self) -> dict[str, float]:
+        import torch
+
+        self.model.eval()
+        with torch.inference_mode():
+            scores = self.validate(self.model)
+        self.schedule.validated(scores.get("score", 0.0))
+        for hook in self.hooks:
+            hook.on_validation_end(self, scores)
+        return scores

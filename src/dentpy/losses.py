@@ -1,0 +1,52 @@
+"""Registry of losses. Each takes logits (N, C, *spatial) and integer targets (N, 1, *spatial).
+
+For semantic segmentation the mode is multiclass (softmax over C, background included)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from dentpy.registry import Registry
+
+if TYPE_CHECKING:
+    import torch
+
+LossFactory = Callable[[], "torch.nn.Module"]
+LOSSES: Registry[LossFactory] = Registry("loss")
+
+
+@LOSSES.register("dice_ce", help="soft Dice (foreground classes) + cross-entropy, equal weights")
+def _dice_ce() -> torch.nn.Module:
+    from monai.losses import DiceCELoss
+
+    return DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
+
+
+@LOSSES.register("dice", help="soft Dice over foreground classes")
+def _dice() -> torch.nn.Module:
+    from monai.losses import DiceLoss
+
+    return DiceLoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
+
+
+@LOSSES.register("ce", help="cross-entropy")
+def _ce() -> torch.nn.Module:
+    import torch
+
+    class _CrossEntropy(torch.nn.Module):
+        def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.cross_entropy(logits, target[:, 0].long())
+
+    return _CrossEntropy()
+
+
+@LOSSES.register("dice_focal", help="soft Dice + focal loss (gamma 2)")
+def _dice_focal() -> torch.nn.Module:
+    from monai.losses import DiceFocalLoss
+
+    return DiceFocalLoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
+
+
+def build_loss(name: str) -> torch.nn.Module:
+    return LOSSES.get(name)()

@@ -1,0 +1,280 @@
+"""The problem formulation as a typed, validated spec.
+
+Sections follow how a dental AI problem is formulated: `objective`, `input`, `metrics`,
+`paradigm`, `constraints`, `evaluation`; then the how: `preprocess`, `augment`, `model`,
+`loss`, `optimizer`, `schedule`, `train`. Every field has a default that works. Unknown
+keys are errors with a "did you mean". `key=value` overrides use dotted paths and YAML
+literals (`optimizer.lr=3e-4`, `objective.classes=[pulp]`); nothing is evaluated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from dentpy.errors import SpecError
+from dentpy.registry import did_you_mean
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Objective(_Section):
+    task: Literal["segmentation"] = "segmentation"
+    output: Literal["semantic"] = "semantic"
+    # Dataset label names to learn; every other label becomes background. `left_*`/`right_*`
+    # names are side-specific, so a left/right flip swaps them.
+    classes: list[str] | Literal["auto"] = "auto"
+    report_volumes: bool = True
+
+
+class Input(_Section):
+    data: str = "data"
+    layout: Literal["auto", "nnunet", "pulpy", "files"] = "auto"
+    modality: Literal["cbct", "ct"] = "cbct"
+    dimensionality: Literal["3d"] = "3d"
+    # For datasets whose files store a wrong spacing (Pulpy3D stores 1.0 mm).
+    assume_spacing_mm: tuple[float, float, float] | None = None
+
+
+class Metrics(_Section):
+    # What model selection maximises on the validation split.
+    select_by: Literal["dice"] = "dice"
+    report: list[str] = Field(
+        default_factory=lambda: [
+            "dice",
+            "iou",
+            "hd95_mm",
+            "precision",
+            "recall",
+            "specificity",
+            "volume",
+        ]
+    )
+
+
+class Paradigm(_Section):
+    kind: Literal["supervised"] = "supervised"
+
+
+class Constraints(_Section):
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    threads: int | None = Field(default=None, ge=1)
+    time_budget_minutes: float | None = Field(default=None, gt=0)
+    deterministic: bool = False
+
+
+class Evaluation(_Section):
+    val_fraction: float = Field(default=0.2, gt=0, lt=1)
+    test_fraction: float = Field(default=0.2, ge=0, lt=1)
+    split_seed: int = 0
+    baselines: list[Literal["threshold"]] = Field(default_factory=lambda: ["threshold"])
+
+
+class Preprocess(_Section):
+    # "median" takes the training set's median spacing (nnU-Net's choice for isotropic data).
+    target_spacing_mm: tuple[float, float, float] | Literal["median"] = "median"
+    clip_percentiles: tuple[float, float] = (0.5, 99.5)
+
+
+class Augment(_Section):
+    flip_left_right: bool = True
+    rotate_degrees: float = Field(default=10.0, ge=0, le=45)
+    scale_range: tuple[float, float] = (0.9, 1.1)
+    intensity_scale: float = Field(default=0.1, ge=0)
+    intensity_shift: float = Field(default=0.1, ge=0)
+    gamma_range: tuple[float, float] = (0.8, 1.25)
+    noise_std: float = Field(default=0.05, ge=0)
+    probability: float = Field(default=0.5, ge=0, le=1)
+
+
+class Model(_Section):
+    name: str = "unet"
+    channels: list[int] = Field(default_factory=lambda: [16, 32, 64, 128])
+    num_res_units: int = Field(default=1, ge=0)
+    dropout: float = Field(default=0.0, ge=0, lt=1)
+
+
+class Loss(_Section):
+    name: str = "dice_ce"
+
+
+class Optimizer(_Section):
+    name: str = "adamw"
+    lr: float = Field(default=2e-3, gt=0)
+    weight_decay: float = Field(default=1e-5, ge=0)
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    nesterov: bool = True
+    grad_clip_norm: float | None = Field(default=12.0, gt=0)
+
+
+class Schedule(_Section):
+    name: str = "cosine"
+    warmup_iterations: int = Field(default=20, ge=0)
+    min_lr_fraction: float = Field(default=0.01, ge=0, le=1)
+    poly_power: float = Field(default=0.9, gt=0)
+    plateau_patience: int = Field(default=3, ge=1)
+    plateau_factor: float = Field(default=0.5, gt=0, lt=1)
+
+
+class Train(_Section):
+    iterations: int = Field(default=1000, ge=1)
+    batch_size: int = Field(default=2, ge=1)
+    patch_size: tuple[int, int, int] = (64, 64, 64)
+    foreground_fraction: float = Field(default=0.5, ge=0, le=1)
+    validate_every: int = Field(default=100, ge=1)
+    seed: int = 0
+    sw_batch_size: int = Field(default=4, ge=1)
+    checkpoint_every: int | None = Field(default=None, ge=1)
+
+
+class Spec(_Section):
+    """The whole problem formulation. See `dentpy init` for a commented example."""
+
+    name: str = "run"
+    objective: Objective = Field(default_factory=Objective)
+    input: Input = Field(default_factory=Input)
+    metrics: Metrics = Field(default_factory=Metrics)
+    paradigm: Paradigm = Field(default_factory=Paradigm)
+    constraints: Constraints = Field(default_factory=Constraints)
+    evaluation: Evaluation = Field(default_factory=Evaluation)
+    preprocess: Preprocess = Field(default_factory=Preprocess)
+    augment: Augment = Field(default_factory=Augment)
+    model: Model = Field(default_factory=Model)
+    loss: Loss = Field(default_factory=Loss)
+    optimizer: Optimizer = Field(default_factory=Optimizer)
+    schedule: Schedule = Field(default_factory=Schedule)
+    train: Train = Field(default_factory=Train)
+
+    @model_validator(mode="after")
+    def _patch_fits_network(self) -> Spec:
+        # Each UNet level halves the patch, so every side must divide by 2**(levels - 1).
+        step = 2 ** (len(self.model.channels) - 1)
+        if any(size % step for size in self.train.patch_size):
+            suggestion = tuple(max(step, round(s / step) * step) for s in self.train.patch_size)
+            raise ValueError(
+                f"train.patch_size {self.train.patch_size} must be divisible by {step} on every "
+                f"axis for a {len(self.model.channels)}-level network; try {suggestion}"
+            )
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def digest(self, exclude: tuple[str, ...] = ()) -> str:
+        """A hash of the resolved spec (optionally without some top-level sections)."""
+        data = {k: v for k, v in self.to_dict().items() if k not in exclude}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _fields_at(location: tuple[Any, ...]) -> list[str]:
+    model: Any = Spec
+    for part in location:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            break
+        annotation = field.annotation
+        model = annotation if isinstance(annotation, type) else None
+        if model is None or not issubclass(model, BaseModel):
+            return []
+    return list(getattr(model, "model_fields", {}).keys())
+
+
+def _spec_error(exc: ValidationError, source: str) -> SpecError:
+    first = exc.errors()[0]
+    location = tuple(first["loc"])
+    dotted = ".".join(str(p) for p in location)
+    if first["type"] == "extra_forbidden":
+        choices = _fields_at(location[:-1])
+        return SpecError(
+            f"{source}: unknown key '{dotted}'",
+            expected=f"one of: {', '.join(choices)}",
+            found=str(location[-1]),
+            fix=did_you_mean(str(location[-1]), choices),
+        )
+    return SpecError(
+        f"{source}: invalid value for '{dotted}'",
+        expected=first["msg"],
+        found=repr(first.get("input"))[:200],
+        fix="edit the spec or pass a corrected override, e.g. "
+        f"{dotted}=<value>  (`dentpy init` writes a commented example)",
+    )
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `a.b.c=value` overrides; values are YAML literals, never code."""
+    for item in overrides:
+        if "=" not in item:
+            raise SpecError(
+                f"override '{item}' is not of the form key=value",
+                expected="dotted.key=value, e.g. optimizer.lr=3e-4",
+                found=item,
+            )
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        parts = key.strip().split(".")
+        target = data
+        for part in parts[:-1]:
+            node = target.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise SpecError(
+                    f"override '{item}': '{part}' is a value, not a section",
+                    expected="a dotted path to a field",
+                    found=key,
+                )
+            target = node
+        target[parts[-1]] = value
+    return data
+
+
+def parse_spec(data: dict[str, Any], source: str = "spec") -> Spec:
+    try:
+        return Spec.model_validate(data)
+    except ValidationError as exc:
+        raise _spec_error(exc, source) from None
+
+
+def load_spec(path: str | Path, overrides: list[str] | None = None) -> Spec:
+    """Read a YAML spec, apply overrides, validate. Relative `input.data` is resolved
+    against the spec file's folder, so a spec works from any working directory."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(
+            f"spec file not found: {path}",
+            expected="a YAML file written by `dentpy init`",
+            found="nothing at that path",
+            fix="run `dentpy init --template pulp-cbct` to write one",
+        )
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SpecError(
+            f"{path.name}: not valid YAML",
+            expected="a YAML mapping of sections",
+            found=str(exc).splitlines()[0],
+        ) from None
+    if not isinstance(data, dict):
+        raise SpecError(
+            f"{path.name}: the spec must be a mapping of sections",
+            expected="objective:, input:, ...",
+            found=type(data).__name__,
+        )
+    data = apply_overrides(data, overrides or [])
+    spec = parse_spec(data, source=path.name)
+    data_path = Path(spec.input.data).expanduser()
+    if not data_path.is_absolute():
+        spec.input.data = str((path.parent / data_path).resolve())
+    return spec

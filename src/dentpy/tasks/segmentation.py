@@ -1,0 +1,77 @@
+"""Semantic segmentation: one output channel per class plus background, argmax decoding."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from dentpy.augment import side_swap_table
+from dentpy.errors import SpecError
+from dentpy.registry import did_you_mean
+
+if TYPE_CHECKING:
+    import torch
+
+    from dentpy.spec import Spec
+
+
+@dataclass(frozen=True)
+class SegmentationTask:
+    """Class i (1-based) of the network = the union of `class_label_ids[i-1]` in the data."""
+
+    class_names: tuple[str, ...]
+    class_label_ids: tuple[tuple[int, ...], ...]
+
+    @property
+    def out_channels(self) -> int:
+        return len(self.class_names) + 1
+
+    def build_model(self, spec: Spec) -> torch.nn.Module:
+        from dentpy.models import build_model
+
+        return build_model(spec.model, in_channels=1, out_channels=self.out_channels)
+
+    def build_loss(self, spec: Spec) -> torch.nn.Module:
+        from dentpy.losses import build_loss
+
+        return build_loss(spec.loss.name)
+
+    def decode(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.argmax(dim=1, keepdim=True)
+
+    def swap_table(self) -> list[int] | None:
+        return side_swap_table(list(self.class_names))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task": "segmentation",
+            "class_names": list(self.class_names),
+            "class_label_ids": [list(ids) for ids in self.class_label_ids],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SegmentationTask:
+        return cls(tuple(data["class_names"]), tuple(tuple(ids) for ids in data["class_label_ids"]))
+
+
+def build_segmentation_task(spec: Spec, dataset_labels: Mapping[str, int]) -> SegmentationTask:
+    """Resolve `objective.classes` against the dataset's label names."""
+    names = [n for n, i in dataset_labels.items() if i != 0]
+    wanted = names if spec.objective.classes == "auto" else list(spec.objective.classes)
+    if not wanted:
+        raise SpecError(
+            "objective.classes is empty",
+            expected="at least one label name to segment",
+            found="[]",
+            fix=f"choose from: {', '.join(names)}",
+        )
+    for name in wanted:
+        if name not in dataset_labels or dataset_labels[name] == 0:
+            raise SpecError(
+                f"objective.classes names '{name}', which the dataset does not label",
+                expected=f"one of the dataset's labels: {', '.join(names)}",
+                found=name,
+                fix=did_you_mean(name, names),
+            )
+    return SegmentationTask(tuple(wanted), tuple((dataset_labels[n],) for n in wanted))
