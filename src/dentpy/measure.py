@@ -55,9 +55,11 @@ def _statistics(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if int(ids.max(initial=0)) >= ids.size:
         # cc3d.statistics indexes its tables by value; remap sparse huge ids to 0..n-1.
         values, inverse = np.unique(ids, return_inverse=True)
-        stats = cc3d.statistics(inverse.reshape(ids.shape).astype(np.uint32))
+        stats = cc3d.statistics(
+            inverse.reshape(ids.shape).astype(np.uint32), no_slice_conversion=True
+        )
     else:
-        stats = cc3d.statistics(ids)
+        stats = cc3d.statistics(ids, no_slice_conversion=True)
         values = np.arange(len(stats["voxel_counts"]))
     counts = np.asarray(stats["voxel_counts"], dtype=np.int64)
     present = counts > 0

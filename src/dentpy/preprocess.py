@@ -99,8 +99,11 @@ def _invert(ornt: np.ndarray) -> np.ndarray:
 def resampled_shape(
     shape: tuple[int, ...], spacing: tuple[float, ...], target: tuple[float, ...]
 ) -> tuple[int, int, int]:
+    # Round half up after trimming float noise: spacing read from a float32 header
+    # (0.6000000238) must give the same grid as the exact value.
     return tuple(  # type: ignore[return-value]
-        max(1, round(n * s / t)) for n, s, t in zip(shape, spacing, target, strict=True)
+        max(1, int(np.floor(round(n * s / t, 4) + 0.5)))
+        for n, s, t in zip(shape, spacing, target, strict=True)
     )
 
 

@@ -1,0 +1,70 @@
+import numpy as np
+import pytest
+import torch
+
+from dentpy.augment import BatchAugment, side_swap_table
+from dentpy.spec import Augment
+
+
+def test_swap_table_pairs_left_and_right() -> None:
+    assert side_swap_table(["pulp", "left_ian", "right_ian"]) == [0, 1, 3, 2]
+    assert side_swap_table(["pulp"]) == [0, 1]
+    assert side_swap_table(["left_ian"]) is None  # a side without its partner cannot flip
+
+
+def _flip_only() -> Augment:
+    return Augment(
+        flip_left_right=True,
+        rotate_degrees=0,
+        scale_range=(1, 1),
+        intensity_scale=0,
+        intensity_shift=0,
+        gamma_range=(1, 1),
+        noise_std=0,
+        probability=0,
+    )
+
+
+def test_flip_mirrors_image_and_swaps_side_labels() -> None:
+    augment = BatchAugment(_flip_only(), [0, 1, 3, 2], torch.device("cpu"), seed=0)
+    image = torch.arange(16 * 8 * 8, dtype=torch.float32).reshape(1, 1, 16, 8, 8)
+    label = torch.zeros(1, 1, 16, 8, 8, dtype=torch.uint8)
+    label[0, 0, :4] = 2  # left canal on the low side of axis 0
+    label[0, 0, -4:] = 3
+    label[0, 0, 6:8] = 1
+    params = augment.draw(1)
+    params["flip"] = torch.tensor([True])
+    out_image, out_label = augment.apply(image, label, params)
+    assert torch.equal(out_image, image.flip(2))
+    assert (out_label[0, 0, :4] == 2).all()  # the mirrored right canal is now labelled left
+    assert (out_label[0, 0, -4:] == 3).all()
+    assert (out_label[0, 0, 8:10] == 1).all()
+
+
+def test_labels_stay_labels_under_rotation() -> None:
+    cfg = Augment(rotate_degrees=30, probability=1.0)
+    augment = BatchAugment(cfg, [0, 1], torch.device("cpu"), seed=1)
+    image = torch.randn(2, 1, 16, 16, 16)
+    label = (torch.rand(2, 1, 16, 16, 16) > 0.5).to(torch.uint8)
+    _, out_label, params = augment(image, label)
+    assert set(np.unique(out_label.numpy())) <= {0, 1}
+    assert params["spatial"].all()
+
+
+def test_same_seed_same_augmentation_and_state_round_trip() -> None:
+    cfg = Augment(probability=1.0)
+    image = torch.randn(2, 1, 16, 16, 16)
+    label = torch.zeros(2, 1, 16, 16, 16, dtype=torch.uint8)
+    a = BatchAugment(cfg, [0, 1], torch.device("cpu"), seed=3)
+    state = a.state_dict()
+    first, _, _ = a(image, label)
+    a.load_state_dict(state)
+    again, _, _ = a(image, label)
+    assert torch.equal(first, again)
+
+
+@pytest.mark.parametrize("names", [["tooth", "pulp"], ["pulp", "left_ian", "right_ian"]])
+def test_flip_table_is_an_involution(names: list[str]) -> None:
+    table = side_swap_table(names)
+    assert table is not None
+    assert [table[t] for t in table] == list(range(len(names) + 1))
