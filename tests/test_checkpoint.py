@@ -25,7 +25,12 @@ def test_round_trip_and_cleanup(tmp_path: Path) -> None:
     assert load_checkpoint(tmp_path, "best").iteration == 1
     _save(tmp_path, 3, ("last", "best"))
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["best.json", "ckpt-00000003.safetensors", "ckpt-00000003.state.pt", "last.json"]
+    assert names == [
+        "best.json",
+        "ckpt-00000003.safetensors",
+        "ckpt-00000003.state.pt",
+        "last.json",
+    ]
 
 
 def test_missing_checkpoint_is_an_error(tmp_path: Path) -> None:
@@ -78,7 +83,9 @@ def test_pickle_that_runs_code_is_refused_and_never_runs(tmp_path: Path) -> None
     assert not sentinel.exists()
 
 
-def test_failed_write_keeps_previous_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_write_keeps_previous_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _save(tmp_path, 1)
 
     def disk_full(*args: object, **kwargs: object) -> None:

@@ -15,7 +15,9 @@ from dentpy.preprocess import PreprocessPlan, from_canonical, orientation_of, to
 from dentpy.spec import Model
 
 
-def _reoriented(array: np.ndarray, affine: np.ndarray, perm: tuple[int, ...], flips: tuple[bool, ...]):
+def _reoriented(
+    array: np.ndarray, affine: np.ndarray, perm: tuple[int, ...], flips: tuple[bool, ...]
+):
     """The same world data with voxel axes permuted and flipped, and the matching affine."""
     out = np.transpose(array, perm)
     new_affine = affine[:, [*perm, 3]].copy()
@@ -28,7 +30,9 @@ def _reoriented(array: np.ndarray, affine: np.ndarray, perm: tuple[int, ...], fl
     return np.ascontiguousarray(out), new_affine
 
 
-def _world_to_reference(pred: np.ndarray, perm: tuple[int, ...], flips: tuple[bool, ...]) -> np.ndarray:
+def _world_to_reference(
+    pred: np.ndarray, perm: tuple[int, ...], flips: tuple[bool, ...]
+) -> np.ndarray:
     out = pred
     for axis, flip in enumerate(flips):
         if flip:
@@ -60,7 +64,9 @@ def test_reoriented_input_gives_same_prediction_in_its_own_geometry(
     affine = np.diag([0.5, 0.6, 0.7, 1.0])
     affine[:3, 3] = (-4.0, 3.0, 10.0)
     plan = PreprocessPlan(target_spacing_mm=(0.8, 0.8, 0.8))
-    reference = predict_volume(model, IntensityImage(array, affine), plan, (16, 16, 16), torch.device("cpu"))
+    reference = predict_volume(
+        model, IntensityImage(array, affine), plan, (16, 16, 16), torch.device("cpu")
+    )
 
     moved, moved_affine = _reoriented(array, affine, perm, flips)
     path = write_volume(IntensityImage(moved, moved_affine), tmp_path / "scan.nii.gz")

@@ -44,7 +44,9 @@ def test_patch_must_fit_the_network_depth() -> None:
 
 
 def test_overrides_are_yaml_literals_not_code() -> None:
-    data = apply_overrides({}, ["optimizer.lr=3e-4", "objective.classes=[pulp]", "name=__import__('os')"])
+    data = apply_overrides(
+        {}, ["optimizer.lr=3e-4", "objective.classes=[pulp]", "name=__import__('os')"]
+    )
     spec = parse_spec(data)
     assert spec.optimizer.lr == pytest.approx(3e-4)
     assert spec.objective.classes == ["pulp"]
@@ -58,7 +60,9 @@ def test_override_without_equals_is_an_error() -> None:
 
 
 @pytest.mark.parametrize("template", sorted(TEMPLATES))
-def test_templates_load_and_resolve_data_relative_to_the_spec(tmp_path: Path, template: str) -> None:
+def test_templates_load_and_resolve_data_relative_to_the_spec(
+    tmp_path: Path, template: str
+) -> None:
     path = write_spec(tmp_path / "spec.yaml", render(template, "x", "data"))
     spec = load_spec(path)
     assert Path(spec.input.data) == (tmp_path / "data").resolve()
@@ -86,9 +90,15 @@ def test_registry_suggests_names() -> None:
 
 @pytest.mark.parametrize(
     ("section", "name", "registry"),
-    [("model", "unet3", "model"), ("loss", "dice_cee", "loss"), ("optimizer", "adamm", "optimizer")],
+    [
+        ("model", "unet3", "model"),
+        ("loss", "dice_cee", "loss"),
+        ("optimizer", "adamm", "optimizer"),
+    ],
 )
-def test_unknown_component_names_fail_with_suggestion(section: str, name: str, registry: str) -> None:
+def test_unknown_component_names_fail_with_suggestion(
+    section: str, name: str, registry: str
+) -> None:
     from dentpy.losses import build_loss
     from dentpy.models import build_model
     from dentpy.optim import build_optimizer

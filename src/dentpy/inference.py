@@ -109,8 +109,9 @@ def predict_files(
             trained.amp_dtype,
         )
         if keep_largest:
-            prediction = prediction.with_array(
-                keep_largest_component(prediction.array, len(trained.task.class_names))
+            prediction = LabelMap(
+                affine=prediction.affine,
+                array=keep_largest_component(prediction.array, len(trained.task.class_names)),
             )
         stem = path.name[: -len(volume_suffix(path))]
         written.append(write_volume(prediction, Path(out_dir) / f"{stem}_seg.nii.gz"))

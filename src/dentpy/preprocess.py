@@ -44,7 +44,7 @@ class PreprocessPlan:
     def from_dict(cls, data: dict[str, object]) -> PreprocessPlan:
         spacing = tuple(float(v) for v in data["target_spacing_mm"])  # type: ignore[attr-defined]
         clip = tuple(float(v) for v in data["clip_percentiles"])  # type: ignore[attr-defined]
-        return cls(spacing, clip, int(data.get("version", 1)))  # type: ignore[arg-type]
+        return cls(spacing, clip, int(str(data.get("version", 1))))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

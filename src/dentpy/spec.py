@@ -75,7 +75,7 @@ class Evaluation(_Section):
     val_fraction: float = Field(default=0.2, gt=0, lt=1)
     test_fraction: float = Field(default=0.2, ge=0, lt=1)
     split_seed: int = 0
-    baselines: list[Literal["threshold"]] = Field(default_factory=lambda: ["threshold"])
+    baselines: list[Literal["threshold"]] = Field(default_factory=lambda: ["threshold"])  # type: ignore[arg-type]
 
 
 class Preprocess(_Section):

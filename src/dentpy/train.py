@@ -8,6 +8,7 @@ split only; the test split is never looked at here.
 from __future__ import annotations
 
 import hashlib
+from functools import partial
 import json
 import os
 import random
@@ -104,7 +105,7 @@ def prepare(
             plan,
             task.class_label_ids,
             cache_dir,
-            lambda r=by_id[cid]: dataset.load(r),
+            partial(dataset.load, by_id[cid]),
             context,
         )
         for cid in case_ids
@@ -165,8 +166,8 @@ def _seed_everything(seed: int) -> None:
 
 
 def _numpy_global_state() -> list[Any]:
-    name, key, position, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]
-    return [name, key.tolist(), int(position), int(has_gauss), float(cached)]
+    name, key, position, has_gauss, cached = np.random.get_state(legacy=True)
+    return [name, np.asarray(key).tolist(), int(position), int(has_gauss), float(cached)]
 
 
 def _trainer_state(setup: TrainingSetup) -> dict[str, Any]:

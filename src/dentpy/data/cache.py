@@ -130,7 +130,7 @@ def prepare_case(
     _save_atomic(folder / f"{key}.image.npy", image)
     _save_atomic(folder / f"{key}.label.npy", label)
     fg_tmp = folder / f".{key}.fg.{os.getpid()}.tmp.npz"
-    np.savez(fg_tmp, **_foreground_positions(label, len(class_ids), seed=0))
+    np.savez(fg_tmp, **_foreground_positions(label, len(class_ids), seed=0))  # type: ignore[arg-type]
     os.replace(fg_tmp, folder / f"{key}.fg.npz")
     marker_tmp = folder / f".{key}.{os.getpid()}.json.tmp"
     marker_tmp.write_text(json.dumps({"shape": list(image.shape), "plan": plan.to_dict()}))

@@ -135,7 +135,7 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
             raw = gzip.decompress(path.read_bytes())
             # sizeof_hdr is 540 for NIfTI-2 (in either byte order), 348 for NIfTI-1.
             nifti2 = raw[:4] in ((540).to_bytes(4, "little"), (540).to_bytes(4, "big"))
-            image = (nib.Nifti2Image if nifti2 else nib.Nifti1Image).from_bytes(raw)
+            image = (nib.Nifti2Image if nifti2 else nib.Nifti1Image).from_bytes(raw)  # type: ignore[assignment]
         else:
             image = nib.load(str(path))
         shape = tuple(int(s) for s in image.shape)
@@ -281,7 +281,7 @@ def read_affine(path: str | Path) -> np.ndarray:
         if suffix in NIFTI_SUFFIXES:
             import nibabel as nib
 
-            return np.asarray(nib.load(str(path)).affine, dtype=np.float64)
+            return np.asarray(nib.load(str(path)).affine, dtype=np.float64)  # type: ignore[attr-defined]
         import SimpleITK as sitk
 
         reader = sitk.ImageFileReader()

@@ -81,4 +81,4 @@ class PatchSampler:
         return {"rng": self.rng.bit_generator.state}
 
     def load_state_dict(self, state: dict[str, object]) -> None:
-        self.rng.bit_generator.state = state["rng"]
+        self.rng.bit_generator.state = state["rng"]  # type: ignore[assignment]

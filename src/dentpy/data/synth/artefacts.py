@@ -51,7 +51,10 @@ def _radius_mm(shape: tuple[int, ...], spacing_mm: float, centre: tuple[float, f
 
 
 def metal_streaks(
-    shape: tuple[int, ...], spacing_mm: float, metal: Sequence[MetalSource], rng: np.random.Generator
+    shape: tuple[int, ...],
+    spacing_mm: float,
+    metal: Sequence[MetalSource],
+    rng: np.random.Generator,
 ) -> Arr:
     """Bright/dark lines through each restoration plus a dark halo, in its axial slices."""
     out = np.zeros(shape, dtype=np.float32)
@@ -69,6 +72,8 @@ def metal_streaks(
         for angle, amp in zip(angles, amps, strict=True):
             perp = -np.sin(angle) * di + np.cos(angle) * dj
             pattern = pattern + amp * np.exp(-0.5 * (perp / width) ** 2) * np.exp(-r / 25.0)
+        # Streaks start at the metal's edge: the restoration itself keeps its value.
+        pattern = pattern * (1.0 - np.exp(-0.5 * (r / 2.5) ** 2))
         k0, k1 = source.k_range
         beyond = np.maximum(np.maximum(k0 - k, k - k1), 0.0) * spacing_mm
         z_profile = np.exp(-0.5 * (beyond / 1.5) ** 2)
@@ -102,7 +107,11 @@ def apply_artefacts(
     if rng.random() < 0.35:
         rings = np.zeros(radius.shape, dtype=np.float32)
         for _ in range(int(rng.integers(2, 6))):
-            r0, amp, width = rng.uniform(3.0, fov.radius_mm), rng.uniform(-100, 100), rng.uniform(0.4, 0.8)
+            r0, amp, width = (
+                rng.uniform(3.0, fov.radius_mm),
+                rng.uniform(-100, 100),
+                rng.uniform(0.4, 0.8),
+            )
             rings += (amp * np.exp(-0.5 * ((radius - r0) / width) ** 2)).astype(np.float32)
         img += rings[:, :, None]
 

@@ -104,7 +104,8 @@ def generate_case(
     label, instances = _labels(fields)
     image = _intensities(fields, grid.spacing, rng_tissue)
     if artefacts:
-        image = apply_artefacts(image, grid.spacing, label.any(axis=2), fields.metal_sources, rng_artefact)
+        footprint = np.asarray(label.any(axis=2))  # the FOV cylinder must keep all of it
+        image = apply_artefacts(image, grid.spacing, footprint, fields.metal_sources, rng_artefact)
     image16 = np.clip(np.rint(image), -32768, 32767).astype(np.int16)
     affine = grid.affine()
     return SyntheticCase(
@@ -134,10 +135,16 @@ class _Grid:
         half = (np.array(shape) - 1) / 2 * sp
         centre = np.array([0.0, rng.uniform(-15.0, -5.0), rng.uniform(-55.0, -45.0)])
         origin = centre - half
-        yaw, pitch, roll = np.radians(rng.uniform(-5, 5)), np.radians(rng.uniform(-4, 4)), np.radians(rng.uniform(-3, 3))
+        yaw, pitch, roll = (
+            np.radians(rng.uniform(-5, 5)),
+            np.radians(rng.uniform(-4, 4)),
+            np.radians(rng.uniform(-3, 3)),
+        )
         jitter = np.array([0.0, rng.uniform(-1.5, 1.5), rng.uniform(-1.0, 1.0)])
         lo, hi = anatomy.lo, anatomy.hi
-        corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+        corners = np.array(
+            [[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])]
+        )
         pivot_anat = np.array([0.0, -8.0, 0.5 * (lo[2] + hi[2])])
         ex = np.eye(3)
         for factor in (1.0, 0.5, 0.0):
@@ -176,7 +183,11 @@ class _Grid:
     def anat(self, box: tuple[slice, slice, slice]) -> tuple[Arr, Arr, Arr]:
         """Anatomical (u, v, w) of every voxel centre in the box, float32 arrays."""
         axes = [
-            (self.origin[d] + self.spacing * np.arange(box[d].start, box[d].stop) - self.pivot_world[d])
+            (
+                self.origin[d]
+                + self.spacing * np.arange(box[d].start, box[d].stop)
+                - self.pivot_world[d]
+            )
             for d in range(3)
         ]
         out = []
@@ -207,6 +218,7 @@ class _Fields:
     enamel: Arr
     metal: Arr
     canal: Arr
+    canal_outer: Arr  # canal plus its corticated wall
     canal_label: Arr
     metal_sources: list[MetalSource]
 
@@ -222,11 +234,15 @@ def _rasterise(anatomy: Anatomy, grid: _Grid) -> _Fields:
     # teeth, and the tongue inside the arch; air elsewhere.
     c = anatomy.cheek_offset_mm
     dn, dw = np.abs(n - (c + 5.0)) - 5.0, np.abs(w - 6.0) - 14.0
-    cheek = np.sqrt(np.maximum(dn, 0) ** 2 + np.maximum(dw, 0) ** 2) + np.minimum(np.maximum(dn, dw), 0)
+    cheek = np.sqrt(np.maximum(dn, 0) ** 2 + np.maximum(dw, 0) ** 2) + np.minimum(
+        np.maximum(dn, dw), 0
+    )
     cheek = smax(cheek, np.abs(s) - anatomy.mandible.ramus_end - 4.0, 2.0)
     (tc, tr) = anatomy.tongue
     tongue = sd_ellipsoid(u - tc[0], v - tc[1], w - tc[2], *tr)
-    soft = np.minimum(np.minimum(mandible - anatomy.soft_margin_mm, cheek), tongue).astype(np.float32)
+    soft = np.minimum(np.minimum(mandible - anatomy.soft_margin_mm, cheek), tongue).astype(
+        np.float32
+    )
     del u, v, w, s, n, cheek, tongue
 
     tooth = np.full(shape, _FAR, dtype=np.float32)
@@ -254,15 +270,34 @@ def _rasterise(anatomy: Anatomy, grid: _Grid) -> _Fields:
                 )
 
     canal = np.full(shape, _FAR, dtype=np.float32)
+    canal_outer = canal.copy()
     canal_label = np.zeros(shape, dtype=np.uint8)
     for c_ in anatomy.canals:
         lo, hi = c_.bounds(margin=2.0 * grid.spacing)
-        corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+        corners = np.array(
+            [[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])]
+        )
         box = grid.slices(corners, margin_mm=0.0)
         if box is None:
             continue
-        _take_min(canal, canal_label, box, c_.sdf(*grid.anat(box)), LABELS[f"{c_.side}_ian"])
-    return _Fields(mandible, cortex, soft, tooth, tooth_id, pulp, pulp_id, enamel, metal, canal, canal_label, sources)
+        d = c_.sdf(*grid.anat(box))
+        _take_min(canal, canal_label, box, d, LABELS[f"{c_.side}_ian"])
+        canal_outer[box] = np.minimum(canal_outer[box], d - np.float32(c_.wall_mm))
+    return _Fields(
+        mandible,
+        cortex,
+        soft,
+        tooth,
+        tooth_id,
+        pulp,
+        pulp_id,
+        enamel,
+        metal,
+        canal,
+        canal_outer,
+        canal_label,
+        sources,
+    )
 
 
 def _take_min(field: Arr, ids: Arr, box: tuple[slice, slice, slice], value: Arr, tag: int) -> None:
@@ -314,7 +349,7 @@ def _intensities(f: _Fields, spacing: float, rng: np.random.Generator) -> Arr:
     img = np.full(f.mandible.shape, -1000.0, dtype=np.float32)
 
     def paint(weight: Arr, value: Arr | float) -> None:
-        img[...] += weight * (np.float32(value) - img) if np.isscalar(value) else weight * (value - img)
+        img[...] += weight * (np.asarray(value, dtype=np.float32) - img)
 
     paint(cover(f.soft), v["soft"])
     bone = cover(f.mandible)
@@ -325,7 +360,7 @@ def _intensities(f: _Fields, spacing: float, rng: np.random.Generator) -> Arr:
     paint(inner * cover(f.tooth - 0.8), dura)
     paint(inner * cover(f.tooth - 0.3), v["soft"])
     # IAN canal: corticated wall, soft contents; painted inside the bone only.
-    paint(bone * cover(f.canal - f.canal.dtype.type(0)) * 0 + bone * cover(f.canal - _wall(f, wall)), wall)
+    paint(bone * cover(f.canal_outer), wall)
     paint(bone * cover(f.canal), v["canal"])
     paint(cover(f.tooth), v["dentin"])
     paint(cover(f.enamel), v["enamel"])
@@ -334,12 +369,12 @@ def _intensities(f: _Fields, spacing: float, rng: np.random.Generator) -> Arr:
     return img
 
 
-def _wall(f: _Fields, wall_value: float) -> np.float32:
-    return np.float32(0.7)
-
-
 def _cancellous(
-    rng: np.random.Generator, shape: tuple[int, ...], spacing: float, marrow: float, trabecula: float
+    rng: np.random.Generator,
+    shape: tuple[int, ...],
+    spacing: float,
+    marrow: float,
+    trabecula: float,
 ) -> Arr:
     """Trabecular texture: thresholded smooth noise (bright struts, dark marrow spaces)."""
     fraction = rng.uniform(0.3, 0.42)
