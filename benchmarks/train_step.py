@@ -152,8 +152,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--cases", type=int, default=6)
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, patch {args.patch}³, "
-          f"batch {args.batch}, {args.steps} timed steps x {args.repeats} repeats")
+    print(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, patch {args.patch}³, "
+        f"batch {args.batch}, {args.steps} timed steps x {args.repeats} repeats"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         cases = make_cases(args.cases, Path(tmp))
         ours, theirs = [], []
@@ -161,8 +163,9 @@ def main() -> None:
             theirs.append(run_monai(cases, args.patch, args.batch, args.steps))
             ours.append(run_dentpy(cases, args.patch, args.batch, args.steps))
     m_ours, m_theirs = statistics.median(ours), statistics.median(theirs)
-    print(f"MONAI reference: median {m_theirs:.2f} samples/s  (runs: {', '.join(f'{v:.2f}' for v in theirs)})")
-    print(f"dentpy:          median {m_ours:.2f} samples/s  (runs: {', '.join(f'{v:.2f}' for v in ours)})")
+    for label, median, runs in (("MONAI reference", m_theirs, theirs), ("dentpy", m_ours, ours)):
+        listed = ", ".join(f"{v:.2f}" for v in runs)
+        print(f"{label:16s} median {median:.2f} samples/s  (runs: {listed})")
     print(f"ratio dentpy / MONAI: {m_ours / m_theirs:.2f}x")
 
 

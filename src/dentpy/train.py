@@ -8,12 +8,12 @@ split only; the test split is never looked at here.
 from __future__ import annotations
 
 import hashlib
-from functools import partial
 import json
 import os
 import random
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 

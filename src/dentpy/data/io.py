@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -135,7 +135,8 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
             raw = gzip.decompress(path.read_bytes())
             # sizeof_hdr is 540 for NIfTI-2 (in either byte order), 348 for NIfTI-1.
             nifti2 = raw[:4] in ((540).to_bytes(4, "little"), (540).to_bytes(4, "big"))
-            image = (nib.Nifti2Image if nifti2 else nib.Nifti1Image).from_bytes(raw)  # type: ignore[assignment]
+            klass = nib.Nifti2Image if nifti2 else nib.Nifti1Image
+            image: Any = klass.from_bytes(raw)
         else:
             image = nib.load(str(path))
         shape = tuple(int(s) for s in image.shape)
