@@ -396,7 +396,8 @@ def train(
     train_cases = prepare(dataset, task, plan, splits["train"], cache)
     val_cases = prepare(dataset, task, plan, splits["val"], cache)
 
-    model = task.build_model(spec).to(device)
+    # channels_last_3d: ~10% faster 3D convolutions on CPU (benchmarks/train_step.py).
+    model = task.build_model(spec).to(device, memory_format=torch.channels_last_3d)
     optimizer = build_optimizer(model.parameters(), spec.optimizer)
     schedule = LRSchedule(optimizer, spec.schedule, spec.train.iterations)
     sampler = PatchSampler(
@@ -413,7 +414,7 @@ def train(
         image_t = torch.from_numpy(image).to(device, non_blocking=True)
         label_t = torch.from_numpy(label).to(device, non_blocking=True)
         image_t, label_t, _ = augment(image_t, label_t)
-        return image_t, label_t
+        return image_t.contiguous(memory_format=torch.channels_last_3d), label_t
 
     trainer = Trainer(
         model=model,

@@ -94,6 +94,14 @@ def generate_case(
     `artefacts=False` returns the clean partial-volume image; labels do not depend on it.
     """
     prof = get_profile(profile)
+    for name, value in (("seed", seed), ("index", index)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise SpecError(
+                f"synthetic case: {name} must be a non-negative integer",
+                expected=f"{name} >= 0",
+                found=repr(value),
+                fix=f"pass an integer {name} such as 0",
+            )
     # Independent streams: anatomy, tissue appearance, artefacts. Switching artefacts off
     # therefore cannot change the anatomy or the labels.
     streams = np.random.SeedSequence([seed, index]).spawn(3)
@@ -284,19 +292,19 @@ def _rasterise(anatomy: Anatomy, grid: _Grid) -> _Fields:
         _take_min(canal, canal_label, box, d, LABELS[f"{c_.side}_ian"])
         canal_outer[box] = np.minimum(canal_outer[box], d - np.float32(c_.wall_mm))
     return _Fields(
-        mandible,
-        cortex,
-        soft,
-        tooth,
-        tooth_id,
-        pulp,
-        pulp_id,
-        enamel,
-        metal,
-        canal,
-        canal_outer,
-        canal_label,
-        sources,
+        mandible=mandible,
+        cortex=cortex,
+        soft=soft,
+        tooth=tooth,
+        tooth_id=tooth_id,
+        pulp=pulp,
+        pulp_id=pulp_id,
+        enamel=enamel,
+        metal=metal,
+        canal=canal,
+        canal_outer=canal_outer,
+        canal_label=canal_label,
+        metal_sources=sources,
     )
 
 
