@@ -4,6 +4,7 @@ artefacts that never touch labels, a task a threshold cannot solve, and the thre
 from __future__ import annotations
 
 import json
+import stat
 import time
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 
 from dentpy.data.io import read_image, read_label
 from dentpy.data.synth import LABELS, PROFILES, SyntheticCase, generate_case, write_dataset
+from dentpy.data.synth.writers import _umask
 from dentpy.errors import SpecError
 
 
@@ -149,6 +151,11 @@ def test_nnunet_layout(tmp_path: Path) -> None:
     assert np.array_equal(label.array, expected.label.array)
     assert np.allclose(image.affine, expected.image.affine)
     assert not list(tmp_path.glob(".*")), "staging folders left behind"
+    # Staging uses private temp files; the finished dataset must be readable like any other.
+    umask = _umask()
+    assert stat.S_IMODE(root.stat().st_mode) == 0o777 & ~umask
+    for path in (root / "dataset.json", root / "imagesTr/synth_000_0000.nii.gz"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
 
 
 def test_pulpy_layout(tmp_path: Path) -> None:

@@ -193,7 +193,7 @@ def demo(
     out: Annotated[Path, typer.Option(help="folder for data, run and outputs")] = Path(
         "dentpy-demo"
     ),
-    minutes: Annotated[float, typer.Option(help="training time budget")] = 4.0,
+    minutes: Annotated[float, typer.Option(help="cap on training time")] = 7.0,
     cases: Annotated[int, typer.Option(help="synthetic training cases")] = 24,
     seed: Annotated[int, typer.Option(help="synthetic data and training seed")] = 0,
 ) -> None:

@@ -551,7 +551,7 @@ def _sample_canal(
     -> buccal exit near the second premolar (mental foramen)."""
     radius = rng.uniform(1.2, 1.9)
     gap = rng.uniform(3.5, 5.0)
-    wall = rng.uniform(0.5, 0.9)
+    wall = rng.uniform(0.6, 1.0)
     floor = -mandible.height_molar + radius + 3.5  # stays clear of the inferior cortex
 
     def below(pos: int, extra: float) -> float:

@@ -347,7 +347,7 @@ def _intensities(f: _Fields, spacing: float, rng: np.random.Generator) -> Arr:
         "canal": rng.uniform(0, 100),
         "metal": rng.uniform(3500, 5000),
     }
-    wall = v["cortical"] * rng.uniform(0.6, 0.85)
+    wall = v["cortical"] * rng.uniform(0.7, 0.9)
     dura = v["cortical"] * rng.uniform(0.55, 0.75)
     texture = _cancellous(rng, f.mandible.shape, spacing, v["marrow"], v["trabecula"])
 
@@ -389,7 +389,10 @@ def _cancellous(
     noise = rng.standard_normal(shape, dtype=np.float32)
     field = gaussian_filter(noise, max(0.7 / spacing, 0.6))
     field /= max(float(field.std()), 1e-6)
-    # Struts thinner than a voxel blur into intermediate values: soften with voxel size.
+    # Struts (0.1-0.3 mm) and marrow spaces are far below a 1 mm voxel: coarse voxels average
+    # several of them, so edges soften and contrast shrinks toward the mean bone density.
     softness = 0.2 + 0.3 * spacing
-    strut = expit((field - ndtri(1.0 - fraction)) / softness).astype(np.float32)
+    strut = expit((field - ndtri(1.0 - fraction)) / softness)
+    keep = float(np.clip((0.35 / spacing) ** 0.8, 0.35, 1.0))
+    strut = fraction + (strut - fraction) * keep
     return (marrow + (trabecula - marrow) * strut).astype(np.float32)

@@ -73,6 +73,7 @@ def write_dataset(
     try:
         writers[layout](staging, plan)
         _write_text(staging / README, plan.readme())
+        _ordinary_permissions(staging)
         _swap_into_place(staging, root)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -209,6 +210,27 @@ def _write_text(path: Path, text: str) -> None:
 
 def _write_json(path: Path, obj: Any) -> None:
     _write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def _ordinary_permissions(root: Path) -> None:
+    """Temp files and folders are created private (0600/0700); a dataset is meant to be
+    shared, so give it what a plain mkdir/open would under the process umask."""
+    umask = _umask()
+    for folder, _, files in os.walk(root):
+        os.chmod(folder, 0o777 & ~umask)
+        for name in files:
+            os.chmod(os.path.join(folder, name), 0o666 & ~umask)
+
+
+def _umask() -> int:
+    # Read, not set: os.umask() can only be queried by changing it, which races with threads.
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
 
 
 def _is_ours(root: Path) -> bool:
