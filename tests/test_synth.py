@@ -164,6 +164,7 @@ def test_pulpy_layout(tmp_path: Path) -> None:
         for name in ("data.nii.gz", "label.nii.gz", "gt_instance.nii.gz"):
             assert (root / patient / name).is_file()
     assert json.loads((root / "splits.json").read_text()) == {"train": ["P1"], "test": ["P2"]}
+    assert json.loads((root / "labels.json").read_text()) == LABELS
     instances = read_label(root / "P1" / "gt_instance.nii.gz").array
     assert instances.max() > 100  # pulp instances are 100 + FDI
 

@@ -20,12 +20,17 @@ app = typer.Typer(
     help="Dental imaging from problem formulation to a trained, evaluated, usable model.\n\n"
     "Start with `dentpy demo`, or: dentpy init -> dentpy train -> dentpy evaluate -> "
     "dentpy predict -> dentpy volume.",
+    epilog="Example: `dentpy demo` (synthetic data, ~5 min on a laptop CPU)",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode="markdown",
     pretty_exceptions_enable=False,
 )
-synth_app = typer.Typer(help="Write synthetic dental datasets (offline, deterministic).")
+synth_app = typer.Typer(
+    help="Write synthetic dental datasets (offline, deterministic).",
+    epilog="Example: `dentpy synth cbct --out data --cases 12`",
+    no_args_is_help=True,
+)
 app.add_typer(synth_app, name="synth")
 
 
@@ -188,7 +193,7 @@ def volume(
     _console().print(table)
 
 
-@app.command(epilog="Example: `dentpy demo --out dentpy-demo --minutes 4`")
+@app.command(epilog="Example: `dentpy demo --out dentpy-demo --minutes 7`")
 def demo(
     out: Annotated[Path, typer.Option(help="folder for data, run and outputs")] = Path(
         "dentpy-demo"

@@ -161,6 +161,8 @@ def _write_pulpy(root: Path, plan: _Plan) -> None:
         write_volume(case.image, folder / "data.nii.gz")
         write_volume(case.label, folder / "label.nii.gz")
         write_volume(case.instances, folder / "gt_instance.nii.gz")
+    # Pulpy3D itself ships no label names; dentpy's reader takes them from labels.json.
+    _write_json(root / "labels.json", dict(LABELS))
     if plan.test_cases:
         splits = {
             "train": [_patient(i) for i in plan.train],
