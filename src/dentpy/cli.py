@@ -37,7 +37,8 @@ app.add_typer(synth_app, name="synth")
 def _console() -> Any:
     from rich.console import Console
 
-    return Console()
+    # Piped output (logs, CI) has no width; 120 columns keep the metric tables whole.
+    return Console() if sys.stdout.isatty() else Console(width=120)
 
 
 @app.command(epilog="Example: `dentpy init --template pulp-cbct --data data/Dataset001_SynthCBCT`")

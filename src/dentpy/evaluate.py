@@ -134,6 +134,7 @@ def evaluate_run(
         "model_selection": "best checkpoint chosen on the validation split only",
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    _write_csv(out / "summary.csv", summary["model"])
     return summary
 
 
@@ -145,33 +146,24 @@ def render_summary(summary: dict[str, Any]) -> Any:
         title=f"{summary['run']} — {summary['split']} split, {summary['n_cases']} cases "
         f"(checkpoint @ iteration {summary['checkpoint_iteration']}, selected on val)"
     )
-    for column in (
-        "class",
-        "Dice",
-        "IoU",
-        "HD95 mm",
-        "precision",
-        "recall",
-        "vol. error mm³",
-        "missed",
-        "threshold Dice",
-    ):
-        table.add_column(column, justify="right" if column != "class" else "left")
+    columns = ("class", "Dice", "HD95 mm", "precision", "recall", "|ΔV| mm³", "missed", "thr. Dice")
+    for column in columns:
+        table.add_column(column, justify="left" if column == "class" else "right", overflow="fold")
     baseline = {r["class"]: r for r in summary["baselines"]["threshold"]["summary"]}
     for row in summary["model"]:
 
-        def ms(key: str, row: dict[str, Any] = row, digits: int = 3) -> str:
-            return f"{row[key + '_mean']:.{digits}f} ± {row[key + '_sd']:.{digits}f}"
+        def ms(key: str, row: dict[str, Any] = row, digits: int = 2) -> str:
+            return f"{row[key + '_mean']:.{digits}f}±{row[key + '_sd']:.{digits}f}"
 
         table.add_row(
             str(row["class"]),
             ms("dice"),
-            ms("iou"),
-            ms("hd95_mm", digits=2),
+            ms("hd95_mm", digits=1),
             ms("precision"),
             ms("recall"),
-            ms("abs_volume_error_mm3", digits=1),
+            ms("abs_volume_error_mm3", digits=0),
             f"{row['n_pred_empty']}/{row['n_cases']}",
-            f"{baseline[row['class']]['dice_mean']:.3f}",
+            f"{baseline[row['class']]['dice_mean']:.2f}",
         )
+    table.caption = "mean±SD over cases; IoU, specificity and volumes in per_case.csv"
     return table
