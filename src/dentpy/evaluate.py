@@ -134,7 +134,7 @@ def evaluate_run(
         "model_selection": "best checkpoint chosen on the validation split only",
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    _write_csv(out / "summary.csv", summary["model"])
+    _write_csv(out / "summary.csv", summarize(model_rows))
     return summary
 
 

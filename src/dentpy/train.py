@@ -397,7 +397,8 @@ def train(
     val_cases = prepare(dataset, task, plan, splits["val"], cache)
 
     # channels_last_3d: ~10% faster 3D convolutions on CPU (benchmarks/train_step.py).
-    model = task.build_model(spec).to(device, memory_format=torch.channels_last_3d)
+    model = task.build_model(spec).to(device)
+    model = model.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
     optimizer = build_optimizer(model.parameters(), spec.optimizer)
     schedule = LRSchedule(optimizer, spec.schedule, spec.train.iterations)
     sampler = PatchSampler(
