@@ -92,6 +92,7 @@ def test_predict_keeps_the_input_geometry_and_volume_measures_it(workspace: Path
         "--out",
         str(out),
         "--keep-largest",
+        "left_ian",
     )
     written = next(out.glob("*_seg.nii.gz"))
     source, prediction = nib.load(scan), nib.load(written)

@@ -106,3 +106,18 @@ def test_threshold_baseline_finds_a_separable_window() -> None:
     image[truth] += 10  # perfectly separable by intensity
     (window,) = fit_threshold_windows([image], [[truth]], ["pulp"], (0.0, 100.0))
     assert window.training_dice > 0.99
+
+
+def test_keep_largest_only_touches_the_named_classes() -> None:
+    from dentpy.data.volume import LabelMap
+    from dentpy.inference import postprocess
+
+    labels = np.zeros((10, 10, 10), dtype=np.uint8)
+    labels[0:3, 0:3, 0:3] = 1  # pulp of one tooth
+    labels[6:8, 6:8, 6:8] = 1  # pulp of another tooth: must survive
+    labels[0:4, 6:9, 0:2] = 2  # the canal
+    labels[8, 0, 9] = 2  # a stray canal voxel: removed
+    out = postprocess(LabelMap(labels, np.eye(4)), ["pulp", "left_ian"], ["left_ian"]).array
+    assert (out == 1).sum() == (labels == 1).sum()
+    assert (out == 2).sum() == (labels == 2).sum() - 1
+    assert out[8, 0, 9] == 0

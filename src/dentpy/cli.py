@@ -156,8 +156,12 @@ def predict(
     inputs: Annotated[list[Path], typer.Argument(help="NIfTI/MHA/NRRD volumes")],
     out: Annotated[Path, typer.Option(help="output folder")] = Path("predictions"),
     keep_largest: Annotated[
-        bool, typer.Option(help="keep only the largest connected component per class")
-    ] = False,
+        list[str] | None,
+        typer.Option(
+            help="class to reduce to its largest connected component (repeatable); "
+            "default: the spec's postprocess.keep_largest"
+        ),
+    ] = None,
     checkpoint: Annotated[str, typer.Option(help="best | last")] = "best",
 ) -> None:
     """Segment new scans; each output is NIfTI with exactly the input's shape and affine."""
@@ -194,12 +198,12 @@ def volume(
     _console().print(table)
 
 
-@app.command(epilog="Example: `dentpy demo --out dentpy-demo --minutes 7`")
+@app.command(epilog="Example: `dentpy demo --out dentpy-demo --minutes 8`")
 def demo(
     out: Annotated[Path, typer.Option(help="folder for data, run and outputs")] = Path(
         "dentpy-demo"
     ),
-    minutes: Annotated[float, typer.Option(help="cap on training time")] = 7.0,
+    minutes: Annotated[float, typer.Option(help="cap on training time")] = 8.0,
     cases: Annotated[int, typer.Option(help="synthetic training cases")] = 24,
     seed: Annotated[int, typer.Option(help="synthetic data and training seed")] = 0,
 ) -> None:

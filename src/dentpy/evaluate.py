@@ -45,7 +45,7 @@ def evaluate_run(
     from dentpy.baselines import fit_threshold_windows
     from dentpy.data.dataset import open_dataset
     from dentpy.engine.run import load_trained
-    from dentpy.inference import predict_volume
+    from dentpy.inference import postprocess, predict_volume
     from dentpy.metrics.segmentation import (
         METRIC_DEFINITIONS,
         binary_metrics,
@@ -102,6 +102,7 @@ def evaluate_run(
             spec.train.sw_batch_size,
             trained.amp_dtype,
         )
+        prediction = postprocess(prediction, list(task.class_names), spec.postprocess.keep_largest)
         spacing = case.image.spacing_mm
         model_rows += case_metrics(prediction.array, truth, classes, spacing, case_id)
         normalized = normalize_intensity(
@@ -132,6 +133,7 @@ def evaluate_run(
         "empty_mask_policy": EMPTY_MASK_POLICY,
         "hd95_definition": HD95_DEFINITION,
         "model_selection": "best checkpoint chosen on the validation split only",
+        "postprocess": {"keep_largest": list(spec.postprocess.keep_largest)},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     _write_csv(out / "summary.csv", summarize(model_rows))

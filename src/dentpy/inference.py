@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dentpy.data.volume import IntensityImage, LabelMap
+from dentpy.errors import SpecError
 from dentpy.preprocess import PreprocessPlan, prepare_image, probabilities_to_original
+from dentpy.registry import did_you_mean
 
 if TYPE_CHECKING:
     import torch
@@ -68,12 +70,13 @@ def predict_volume(
     return LabelMap(array=labels, affine=image.affine)
 
 
-def keep_largest_component(labels: np.ndarray, n_classes: int) -> np.ndarray:
-    """Per class, keep only its largest 26-connected component (others -> background)."""
+def keep_largest_component(labels: np.ndarray, classes: Sequence[int]) -> np.ndarray:
+    """For each class index in `classes`, keep only its largest 26-connected component
+    (the other components become background)."""
     import cc3d
 
     out = labels.copy()
-    for c in range(1, n_classes + 1):
+    for c in classes:
         mask = labels == c
         if not mask.any():
             continue
@@ -84,14 +87,29 @@ def keep_largest_component(labels: np.ndarray, n_classes: int) -> np.ndarray:
     return out
 
 
+def postprocess(
+    prediction: LabelMap, class_names: Sequence[str], keep_largest: Sequence[str]
+) -> LabelMap:
+    """Apply the spec's postprocessing (class indices are 1-based positions in class_names)."""
+    if not keep_largest:
+        return prediction
+    indices = [class_names.index(name) + 1 for name in keep_largest]
+    return LabelMap(
+        array=keep_largest_component(prediction.array, indices), affine=prediction.affine
+    )
+
+
 def predict_files(
     run_dir: str | Path,
     inputs: Sequence[str | Path],
     out_dir: str | Path,
-    keep_largest: bool = False,
+    keep_largest: Sequence[str] | None = None,
     checkpoint: str = "best",
 ) -> list[Path]:
-    """Segment each input volume with a trained run; writes `<name>_seg.nii.gz` per input."""
+    """Segment each input volume with a trained run; writes `<name>_seg.nii.gz` per input.
+
+    `keep_largest` lists classes reduced to their largest component; None uses the run's
+    spec (`postprocess.keep_largest`)."""
     from dentpy.data.io import read_image, volume_suffix, write_volume
     from dentpy.engine.run import load_trained
 
@@ -108,11 +126,17 @@ def predict_files(
             trained.spec.train.sw_batch_size,
             trained.amp_dtype,
         )
-        if keep_largest:
-            prediction = LabelMap(
-                affine=prediction.affine,
-                array=keep_largest_component(prediction.array, len(trained.task.class_names)),
+        names = list(trained.task.class_names)
+        chosen = trained.spec.postprocess.keep_largest if keep_largest is None else keep_largest
+        unknown = [n for n in chosen if n not in names]
+        if unknown:
+            raise SpecError(
+                f"--keep-largest names a class the run did not learn: {unknown[0]}",
+                expected=f"some of: {', '.join(names)}",
+                found=", ".join(unknown),
+                fix=did_you_mean(unknown[0], names),
             )
+        prediction = postprocess(prediction, names, chosen)
         stem = path.name[: -len(volume_suffix(path))]
         written.append(write_volume(prediction, Path(out_dir) / f"{stem}_seg.nii.gz"))
     return written

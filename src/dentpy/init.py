@@ -14,13 +14,16 @@ from dentpy.registry import did_you_mean
 class Template:
     title: str
     classes: str
+    keep_largest: str = "[]"
     iterations: int = 2000
     patch: int = 96
 
 
 TEMPLATES: dict[str, Template] = {
     "pulp-cbct": Template("pulp segmentation in CBCT", "[pulp]"),
-    "ian-cbct": Template("inferior alveolar nerve canals in CBCT", "[left_ian, right_ian]"),
+    "ian-cbct": Template(
+        "inferior alveolar nerve canals in CBCT", "[left_ian, right_ian]", "[left_ian, right_ian]"
+    ),
     "teeth-cbct": Template("teeth and pulp in CBCT", "[tooth, pulp]"),
 }
 
@@ -45,6 +48,7 @@ def render(template: str, name: str, data: str, iterations: int | None = None) -
         "title": chosen.title,
         "name": name,
         "classes": chosen.classes,
+        "keep_largest": chosen.keep_largest,
         "data": data,
         "iterations": str(iterations or chosen.iterations),
         "patch": str(chosen.patch),

@@ -84,6 +84,12 @@ class Preprocess(_Section):
     clip_percentiles: tuple[float, float] = (0.5, 99.5)
 
 
+class Postprocess(_Section):
+    # Classes that are one structure per scan (e.g. each IAN canal): keep only their largest
+    # connected component. Not for pulp or teeth, which have one component per tooth.
+    keep_largest: list[str] = Field(default_factory=list)
+
+
 class Augment(_Section):
     flip_left_right: bool = True
     rotate_degrees: float = Field(default=10.0, ge=0, le=45)
@@ -147,6 +153,7 @@ class Spec(_Section):
     evaluation: Evaluation = Field(default_factory=Evaluation)
     preprocess: Preprocess = Field(default_factory=Preprocess)
     augment: Augment = Field(default_factory=Augment)
+    postprocess: Postprocess = Field(default_factory=Postprocess)
     model: Model = Field(default_factory=Model)
     loss: Loss = Field(default_factory=Loss)
     optimizer: Optimizer = Field(default_factory=Optimizer)

@@ -74,4 +74,12 @@ def build_segmentation_task(spec: Spec, dataset_labels: Mapping[str, int]) -> Se
                 found=name,
                 fix=did_you_mean(name, names),
             )
+    for name in spec.postprocess.keep_largest:
+        if name not in wanted:
+            raise SpecError(
+                f"postprocess.keep_largest names '{name}', which is not a trained class",
+                expected=f"some of objective.classes: {', '.join(wanted)}",
+                found=name,
+                fix=did_you_mean(name, wanted),
+            )
     return SegmentationTask(tuple(wanted), tuple((dataset_labels[n],) for n in wanted))
