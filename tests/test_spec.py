@@ -119,3 +119,33 @@ def test_digest_ignores_nothing_by_default() -> None:
     a, b = Spec(), parse_spec({"optimizer": {"lr": 0.1}})
     assert a.digest() != b.digest()
     assert a.digest(exclude=("optimizer",)) == b.digest(exclude=("optimizer",))
+
+
+def test_init_without_a_terminal_uses_the_default_formulation(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from dentpy.cli import app
+
+    out = tmp_path / "spec.yaml"
+    result = CliRunner().invoke(app, ["init", "--out", str(out)], input="")
+    assert result.exit_code == 0, result.output
+    assert "stdin is not a terminal: using defaults" in result.output
+    spec = load_spec(out)
+    assert spec.objective.classes == ["pulp"]
+    assert spec.train.iterations == 2000
+
+
+def test_precision_choice() -> None:
+    import torch
+
+    from dentpy.engine.device import autocast_dtype, choose_device
+
+    cpu = torch.device("cpu")
+    assert autocast_dtype(cpu, "fp32") is None
+    assert autocast_dtype(cpu, "bf16") == torch.bfloat16
+    assert choose_device("cpu") == cpu
+    if not torch.cuda.is_available():
+        assert choose_device("auto") == cpu
+        with pytest.raises(SpecError) as error:
+            choose_device("cuda")
+        assert "no CUDA GPU is available" in error.value.what
