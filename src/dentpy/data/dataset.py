@@ -15,7 +15,6 @@ Example::
 
 from __future__ import annotations
 
-import difflib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -26,6 +25,7 @@ import numpy as np
 
 from dentpy.data.case import Case, CaseRecord, checked_spacing
 from dentpy.errors import InputDataError
+from dentpy.registry import did_you_mean
 
 LAYOUTS: tuple[str, ...] = ("nnunet", "pulpy", "files")
 
@@ -136,12 +136,11 @@ def open_dataset(
 
     path = Path(path)
     if layout != "auto" and layout not in LAYOUTS:
-        close = difflib.get_close_matches(layout, LAYOUTS, n=1)
         raise InputDataError(
             f"unknown dataset layout {layout!r}",
             expected=f"'auto' or one of {', '.join(LAYOUTS)}",
             found=repr(layout),
-            fix=f"did you mean {close[0]!r}?" if close else "use layout='auto' to detect it",
+            fix=did_you_mean(layout, list(LAYOUTS)),
         )
     if assume_spacing_mm is not None:
         # Checked now rather than at the first load, deep inside training.

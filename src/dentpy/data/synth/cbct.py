@@ -13,7 +13,6 @@ Image = tissue values mixed by each voxel's coverage of every shape (partial vol
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +23,7 @@ from dentpy.data.synth.anatomy import Anatomy, rotation, sample_anatomy, sd_elli
 from dentpy.data.synth.artefacts import MetalSource, apply_artefacts
 from dentpy.data.volume import IntensityImage, LabelMap
 from dentpy.errors import SpecError
+from dentpy.registry import did_you_mean
 
 Arr = np.ndarray
 
@@ -79,11 +79,6 @@ def get_profile(name: str) -> SynthProfile:
         found=repr(name),
         fix=did_you_mean(name, list(PROFILES)),
     )
-
-
-def did_you_mean(name: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(str(name).lower(), choices, n=1, cutoff=0.4)
-    return f"did you mean {close[0]!r}?" if close else f"choose one of {', '.join(choices)}"
 
 
 def generate_case(

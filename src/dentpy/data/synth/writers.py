@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from dentpy.data.io import write_volume
-from dentpy.data.synth.cbct import LABELS, SyntheticCase, did_you_mean, generate_case, get_profile
+from dentpy.data.synth.cbct import LABELS, SyntheticCase, generate_case, get_profile
 from dentpy.errors import SpecError
+from dentpy.registry import did_you_mean
 
 NNUNET_DATASET = "Dataset001_SynthCBCT"
 README = "README.txt"
