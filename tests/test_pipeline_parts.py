@@ -121,3 +121,33 @@ def test_keep_largest_only_touches_the_named_classes() -> None:
     assert (out == 1).sum() == (labels == 1).sum()
     assert (out == 2).sum() == (labels == 2).sum() - 1
     assert out[8, 0, 9] == 0
+
+
+def test_non_finite_loss_stops_training_naming_the_iteration() -> None:
+    import torch
+
+    from dentpy.engine.trainer import Trainer
+    from dentpy.errors import TrainingError
+    from dentpy.optim import LRSchedule
+    from dentpy.spec import Schedule
+
+    model = torch.nn.Conv3d(1, 2, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    class ExplodingLoss(torch.nn.Module):
+        def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            return logits.sum() * float("nan")
+
+    trainer = Trainer(
+        model=model,
+        loss_fn=ExplodingLoss(),
+        optimizer=optimizer,
+        schedule=LRSchedule(optimizer, Schedule(), 10),
+        next_batch=lambda: (torch.zeros(1, 1, 4, 4, 4), torch.zeros(1, 1, 4, 4, 4)),
+        validate=lambda m: {"score": 0.0},
+    )
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(TrainingError) as error:
+        trainer.fit(10, validate_every=5)
+    assert "iteration 1" in error.value.what
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))

@@ -94,22 +94,32 @@ def prepare(
     plan: Any,
     case_ids: list[str],
     cache_dir: Path,
+    show_progress: bool = False,
 ) -> list[PreparedCase]:
+    """Network-space cases from the cache, preprocessing (and caching) the missing ones."""
+    from rich.progress import Progress
+
     from dentpy.data.cache import prepare_case
 
     by_id = {r.case_id: r for r in dataset.records}
     context = [dataset.labels, dataset.assume_spacing_mm]
-    return [
-        prepare_case(
-            by_id[cid],
-            plan,
-            task.class_label_ids,
-            cache_dir,
-            partial(dataset.load, by_id[cid]),
-            context,
-        )
-        for cid in case_ids
-    ]
+    prepared = []
+    with Progress(disable=not show_progress, transient=True) as progress:
+        task_id = progress.add_task("preprocess (cached after the first run)", total=len(case_ids))
+        for cid in case_ids:
+            record = by_id[cid]
+            prepared.append(
+                prepare_case(
+                    record,
+                    plan,
+                    task.class_label_ids,
+                    cache_dir,
+                    partial(dataset.load, record),
+                    context,
+                )
+            )
+            progress.advance(task_id)
+    return prepared
 
 
 def validation_scores(
@@ -393,8 +403,13 @@ def train(
     _seed_everything(spec.train.seed)
 
     cache = cache_dir or default_cache_dir()
-    train_cases = prepare(dataset, task, plan, splits["train"], cache)
-    val_cases = prepare(dataset, task, plan, splits["val"], cache)
+    train_cases = prepare(
+        dataset, task, plan, splits["train"] + splits["val"], cache, show_progress
+    )
+    train_cases, val_cases = (
+        train_cases[: len(splits["train"])],
+        train_cases[len(splits["train"]) :],
+    )
 
     # channels_last_3d: ~10% faster 3D convolutions on CPU (benchmarks/train_step.py).
     model = task.build_model(spec).to(device)
