@@ -180,3 +180,24 @@ def test_resume_is_exact(workspace: Path, tmp_path: Path) -> None:
     assert a.keys() == b.keys()
     for key in a:
         assert (a[key] == b[key]).all(), key
+
+
+def test_bad_data_is_refused_before_anything_is_written(workspace: Path, tmp_path: Path) -> None:
+    import shutil
+
+    import nibabel as nib
+
+    data = tmp_path / "Dataset001_SynthCBCT"
+    shutil.copytree(workspace / "data" / "Dataset001_SynthCBCT", data)
+    image_path = sorted((data / "imagesTr").glob("*.nii.gz"))[2]
+    image = nib.load(image_path)
+    array = np.asarray(image.dataobj).astype(np.float32)
+    array[1, 2, 3] = np.nan
+    nib.save(nib.Nifti1Image(array, image.affine), image_path)
+    result = _cli(
+        "train", "spec.yaml", f"input.data={data}", "--runs", str(tmp_path / "runs"), cwd=workspace
+    )
+    assert result.returncode == 2
+    assert f"(imagesTr/{image_path.name}): image contains 1 NaN" in result.stderr
+    assert "fix:" in result.stderr
+    assert not (tmp_path / "runs").exists()

@@ -370,7 +370,6 @@ def train(
             )
     dataset = open_dataset(spec.input.data, spec.input.layout, spec.input.assume_spacing_mm)
     task = build_segmentation_task(spec, dataset.labels)
-    run.root.mkdir(parents=True, exist_ok=True)
     if resume and run.splits.exists():
         splits = run.read_json(run.splits)
     else:
@@ -383,15 +382,6 @@ def train(
         target_spacing_mm=target_spacing(spec, dataset, splits["train"]),  # type: ignore[arg-type]
         clip_percentiles=spec.preprocess.clip_percentiles,
     )
-    if not resume:
-        run.spec.write_text(spec.to_yaml())
-        _write_json(run.splits, splits)
-        _write_json(run.fingerprint, dataset.fingerprint(max_cases=50))
-        _write_json(
-            run.plan,
-            {"task": task.to_dict(), "preprocess": plan.to_dict(), "identity": identity},
-        )
-
     if spec.constraints.threads:
         torch.set_num_threads(spec.constraints.threads)
     if spec.constraints.deterministic:
@@ -403,13 +393,20 @@ def train(
     _seed_everything(spec.train.seed)
 
     cache = cache_dir or default_cache_dir()
-    train_cases = prepare(
-        dataset, task, plan, splits["train"] + splits["val"], cache, show_progress
-    )
-    train_cases, val_cases = (
-        train_cases[: len(splits["train"])],
-        train_cases[len(splits["train"]) :],
-    )
+    prepared = prepare(dataset, task, plan, splits["train"] + splits["val"], cache, show_progress)
+    train_cases, val_cases = prepared[: len(splits["train"])], prepared[len(splits["train"]) :]
+    if not resume:
+        # Written only once every training and validation case has loaded and passed its
+        # checks, so a bad dataset leaves no half-made run folder behind.
+        fingerprint = dataset.fingerprint(max_cases=50)
+        run.root.mkdir(parents=True, exist_ok=True)
+        run.spec.write_text(spec.to_yaml())
+        _write_json(run.splits, splits)
+        _write_json(run.fingerprint, fingerprint)
+        _write_json(
+            run.plan,
+            {"task": task.to_dict(), "preprocess": plan.to_dict(), "identity": identity},
+        )
 
     # channels_last_3d: ~10% faster 3D convolutions on CPU (benchmarks/train_step.py).
     model = task.build_model(spec).to(device)
