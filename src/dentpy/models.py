@@ -67,6 +67,13 @@ def _segresnet(
     )
 
 
+def downsampling_factor(cfg: Model) -> int:
+    """How many times the network halves its input: patches must divide by this."""
+    if cfg.name == "basic_unet":
+        return 16  # BasicUNet always has four pooling levels
+    return int(2 ** (len(cfg.channels) - 1))
+
+
 def build_model(cfg: Model, in_channels: int, out_channels: int, spatial_dims: int = 3):
     """Build the network a spec names (raises SpecError with a suggestion if unknown)."""
     return MODELS.get(cfg.name)(in_channels, out_channels, spatial_dims, cfg)

@@ -80,7 +80,7 @@ def _cosine(total: int, warmup: int, cfg: Schedule) -> Callable[[int], float]:
 def _poly(total: int, warmup: int, cfg: Schedule) -> Callable[[int], float]:
     span = max(1, total - warmup)
     return _warm(
-        warmup, lambda s: max(cfg.min_lr_fraction, (1 - min(s, span) / span)) ** cfg.poly_power
+        warmup, lambda s: max(cfg.min_lr_fraction, (1 - min(s, span) / span) ** cfg.poly_power)
     )
 
 

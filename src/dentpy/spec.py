@@ -162,13 +162,16 @@ class Spec(_Section):
 
     @model_validator(mode="after")
     def _patch_fits_network(self) -> Spec:
-        # Each UNet level halves the patch, so every side must divide by 2**(levels - 1).
-        step = 2 ** (len(self.model.channels) - 1)
+        from dentpy.models import downsampling_factor
+
+        # Each network level halves the patch, so every side must divide by the total factor.
+        step = downsampling_factor(self.model)
         if any(size % step for size in self.train.patch_size):
             suggestion = tuple(max(step, round(s / step) * step) for s in self.train.patch_size)
             raise ValueError(
                 f"train.patch_size {self.train.patch_size} must be divisible by {step} on every "
-                f"axis for a {len(self.model.channels)}-level network; try {suggestion}"
+                f"axis for model '{self.model.name}' with {len(self.model.channels)} levels; "
+                f"try {suggestion}"
             )
         return self
 
