@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from dentpy.engine.run import RunFolder
-from dentpy.errors import SpecError
+from dentpy.errors import InputDataError, SpecError
 
 EMPTY_MASK_POLICY = (
     "Empty masks: both empty -> Dice 1, IoU 1, HD95 0 mm; exactly one empty -> Dice 0, "
@@ -74,6 +74,15 @@ def evaluate_run(
     task = trained.task
     dataset = open_dataset(spec.input.data, spec.input.layout, spec.input.assume_spacing_mm)
     records = {r.case_id: r for r in dataset.records}
+    gone = [c for c in splits["train"] + splits[split] if c not in records]
+    if gone:
+        raise InputDataError(
+            f"{len(gone)} case(s) of {run.root.name}'s split file are no longer in the dataset",
+            expected=f"every case listed in {run.splits.name} present in {dataset.root.name}",
+            found=f"missing: {', '.join(gone[:5])}{' …' if len(gone) > 5 else ''}",
+            fix="restore the dataset the run was trained on; evaluating on a different set "
+            "of cases would not be comparable",
+        )
     classes = {name: i for i, name in enumerate(task.class_names, start=1)}
     class_ids = [list(ids) for ids in task.class_label_ids]
 
