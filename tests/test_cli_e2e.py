@@ -93,8 +93,11 @@ def test_predict_keeps_the_input_geometry_and_volume_measures_it(workspace: Path
         str(out),
         "--keep-largest",
         "left_ian",
+        "--overlay",
     )
     written = next(out.glob("*_seg.nii.gz"))
+    picture = next(out.glob("*_overlay.png"))
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     source, prediction = nib.load(scan), nib.load(written)
     assert prediction.shape == source.shape
     assert np.allclose(prediction.affine, source.affine)

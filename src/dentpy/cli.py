@@ -163,12 +163,16 @@ def predict(
         ),
     ] = None,
     checkpoint: Annotated[str, typer.Option(help="best | last")] = "best",
+    overlay: Annotated[bool, typer.Option(help="also write <name>_overlay.png")] = False,
 ) -> None:
     """Segment new scans; each output is NIfTI with exactly the input's shape and affine."""
     from dentpy.inference import predict_files
 
-    for path in predict_files(run, inputs, out, keep_largest=keep_largest, checkpoint=checkpoint):
-        typer.echo(f"wrote {path}")
+    written = predict_files(
+        run, inputs, out, keep_largest=keep_largest, checkpoint=checkpoint, overlay=overlay
+    )
+    for path in written:
+        typer.echo(f"wrote {path}" + ("  (+ _overlay.png)" if overlay else ""))
 
 
 @app.command(epilog="Example: `dentpy volume predictions/scan_seg.nii.gz --instances`")

@@ -72,7 +72,7 @@ def run_demo(out: Path, minutes: float, cases: int, seed: int, console: Any) -> 
 
     console.rule("[bold]5/5 predict an unseen scan and measure volumes")
     unseen = sorted((dataset_dir / "imagesTs").glob("*.nii.gz"))[0]
-    prediction = predict_files(run_dir, [unseen], out / "predictions")[0]
+    prediction = predict_files(run_dir, [unseen], out / "predictions", overlay=True)[0]
     volumes = volumes_of_file(prediction, instances=True)
     for index, name in enumerate(["pulp", "left_ian", "right_ian"], start=1):
         parts = [row for row in volumes if row.label == index]
@@ -105,5 +105,6 @@ def run_demo(out: Path, minutes: float, cases: int, seed: int, console: Any) -> 
     )
     console.print(f"  evaluation:  {result['evaluation']}")
     console.print(f"  prediction:  {prediction}")
+    console.print(f"  picture:     {str(prediction).replace('_seg.nii.gz', '_overlay.png')}")
     console.print(f"  finished in {result['minutes']} min")
     return result

@@ -105,11 +105,12 @@ def predict_files(
     out_dir: str | Path,
     keep_largest: Sequence[str] | None = None,
     checkpoint: str = "best",
+    overlay: bool = False,
 ) -> list[Path]:
     """Segment each input volume with a trained run; writes `<name>_seg.nii.gz` per input.
 
     `keep_largest` lists classes reduced to their largest component; None uses the run's
-    spec (`postprocess.keep_largest`)."""
+    spec (`postprocess.keep_largest`). `overlay` also writes `<name>_overlay.png`."""
     from dentpy.data.io import read_image, volume_suffix, write_volume
     from dentpy.engine.run import load_trained
 
@@ -139,4 +140,8 @@ def predict_files(
         prediction = postprocess(prediction, names, chosen)
         stem = path.name[: -len(volume_suffix(path))]
         written.append(write_volume(prediction, Path(out_dir) / f"{stem}_seg.nii.gz"))
+        if overlay:
+            from dentpy.report.overlay import save_overlay
+
+            save_overlay(image, prediction, names, Path(out_dir) / f"{stem}_overlay.png")
     return written

@@ -1,0 +1,1 @@
+"""Pictures and reports a person can look at."""
