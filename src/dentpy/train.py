@@ -10,9 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import time
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +18,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dentpy.data.split import check_split, split_by_patient
+from dentpy.engine.hooks import (
+    BudgetHook,
+    CheckpointHook,
+    LogHook,
+    TrainingSetup,
+    restore,
+    seed_everything,
+)
 from dentpy.engine.run import RunFolder
 from dentpy.errors import CheckpointError, SpecError
 
@@ -28,7 +34,6 @@ if TYPE_CHECKING:
 
     from dentpy.data.cache import PreparedCase
     from dentpy.data.dataset import Dataset
-    from dentpy.engine.trainer import Trainer
     from dentpy.spec import Spec
     from dentpy.tasks.segmentation import SegmentationTask
 
@@ -122,195 +127,6 @@ def prepare(
     return prepared
 
 
-def validation_scores(
-    model: torch.nn.Module,
-    cases: list[PreparedCase],
-    task: SegmentationTask,
-    spec: Spec,
-    device: torch.device,
-    amp_dtype: torch.dtype | None,
-) -> dict[str, float]:
-    """Mean Dice per class over validation cases (network space), and their mean: `score`.
-
-    A class absent from both prediction and truth counts as Dice 1 (DESIGN.md §4).
-    """
-    from dentpy.inference import sliding_window_probabilities
-
-    per_class: list[list[float]] = [[] for _ in task.class_names]
-    for case in cases:
-        probabilities = sliding_window_probabilities(
-            model, case.image, spec.train.patch_size, device, spec.train.sw_batch_size, amp_dtype
-        )
-        prediction = probabilities.argmax(0).cpu().numpy()
-        truth = np.asarray(case.label)
-        for c in range(1, len(task.class_names) + 1):
-            p, t = prediction == c, truth == c
-            denominator = int(p.sum()) + int(t.sum())
-            per_class[c - 1].append(
-                1.0 if denominator == 0 else 2 * int((p & t).sum()) / denominator
-            )
-    scores = {
-        f"dice_{n}": float(np.mean(v)) for n, v in zip(task.class_names, per_class, strict=True)
-    }
-    scores["score"] = float(np.mean(list(scores.values())))
-    return scores
-
-
-@dataclass
-class TrainingSetup:
-    spec: Spec
-    run: RunFolder
-    trainer: Trainer
-    sampler: Any
-    augment: Any
-    identity: dict[str, str]
-    best_score: float = -1.0
-
-
-def _seed_everything(seed: int) -> None:
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _numpy_global_state() -> list[Any]:
-    name, key, position, has_gauss, cached = np.random.get_state(legacy=True)
-    return [name, np.asarray(key).tolist(), int(position), int(has_gauss), float(cached)]
-
-
-def _trainer_state(setup: TrainingSetup) -> dict[str, Any]:
-    import torch
-
-    trainer = setup.trainer
-    return {
-        "iteration": trainer.iteration,
-        "optimizer": trainer.optimizer.state_dict(),
-        "schedule": trainer.schedule.state_dict(),
-        "sampler": setup.sampler.state_dict(),
-        "augment": setup.augment.state_dict(),
-        "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        # As plain lists: weights_only loading accepts no numpy arrays.
-        "numpy_rng": _numpy_global_state(),
-        "python_rng": random.getstate(),
-        "best_score": setup.best_score,
-    }
-
-
-def _restore(setup: TrainingSetup) -> None:
-    import torch
-
-    from dentpy.engine.checkpoint import load_checkpoint
-
-    checkpoint = load_checkpoint(setup.run.checkpoints, "last", identity=setup.identity)
-    state = checkpoint.state
-    trainer = setup.trainer
-    trainer.model.load_state_dict(checkpoint.weights)
-    trainer.optimizer.load_state_dict(state["optimizer"])
-    trainer.schedule.load_state_dict(state["schedule"])
-    setup.sampler.load_state_dict(state["sampler"])
-    setup.augment.load_state_dict(state["augment"])
-    torch.set_rng_state(state["torch_rng"])
-    if state["cuda_rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
-    name, key, position, has_gauss, cached = state["numpy_rng"]
-    np.random.set_state((name, np.array(key, dtype=np.uint32), position, has_gauss, cached))
-    random.setstate(state["python_rng"])
-    trainer.iteration = int(state["iteration"])
-    setup.best_score = float(state["best_score"])
-
-
-class CheckpointHook:
-    """Saves `last` after every validation, and `best` when validation improves."""
-
-    def __init__(self, setup: TrainingSetup) -> None:
-        self.setup = setup
-
-    def on_iteration_end(self, trainer: Trainer, loss: float) -> None:
-        return None
-
-    def on_validation_end(self, trainer: Trainer, scores: dict[str, float]) -> None:
-        import torch
-
-        from dentpy.engine.checkpoint import save_checkpoint
-
-        setup = self.setup
-        weights = trainer.model.state_dict()
-        finite = all(
-            bool(torch.isfinite(w).all()) for w in weights.values() if w.is_floating_point()
-        )
-        score = scores["score"]
-        improved = finite and np.isfinite(score) and score > setup.best_score
-        if improved:
-            setup.best_score = score
-        save_checkpoint(
-            setup.run.checkpoints,
-            trainer.iteration,
-            weights,
-            _trainer_state(setup),
-            setup.identity,
-            tags=("last", "best") if improved else ("last",),
-            extra={"validation": scores},
-        )
-
-
-class LogHook:
-    """Training log as CSV and TensorBoard; losses averaged between validations."""
-
-    def __init__(self, run: RunFolder, start: float) -> None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.run = run
-        self.writer = SummaryWriter(str(run.tensorboard))
-        self.losses: list[float] = []
-        self.start = start
-        self.last_scores: dict[str, float] = {}
-
-    def on_iteration_end(self, trainer: Trainer, loss: float) -> None:
-        self.losses.append(loss)
-        self.writer.add_scalar("train/loss", loss, trainer.iteration)
-        self.writer.add_scalar("train/lr", trainer.schedule.lr, trainer.iteration)
-
-    def on_validation_end(self, trainer: Trainer, scores: dict[str, float]) -> None:
-        row = {
-            "iteration": trainer.iteration,
-            "train_loss": float(np.mean(self.losses)) if self.losses else float("nan"),
-            "lr": trainer.schedule.lr,
-            "seconds": round(time.monotonic() - self.start, 1),
-            **{f"val_{k}": round(v, 5) for k, v in scores.items()},
-        }
-        self.losses = []
-        self.last_scores = scores
-        for key, value in scores.items():
-            self.writer.add_scalar(f"val/{key}", value, trainer.iteration)
-        self.writer.flush()
-        path = self.run.metrics_csv
-        header = not path.exists()
-        with open(path, "a") as handle:
-            if header:
-                handle.write(",".join(row) + "\n")
-            handle.write(",".join(str(v) for v in row.values()) + "\n")
-
-    def close(self) -> None:
-        self.writer.close()
-
-
-class BudgetHook:
-    """Stops training when the time budget is spent (the loop then validates and saves)."""
-
-    def __init__(self, minutes: float | None, start: float) -> None:
-        self.deadline = None if minutes is None else start + 60 * minutes
-
-    def on_iteration_end(self, trainer: Trainer, loss: float) -> None:
-        if self.deadline is not None and time.monotonic() >= self.deadline:
-            trainer.should_stop = True
-
-    def on_validation_end(self, trainer: Trainer, scores: dict[str, float]) -> None:
-        return None
-
-
 def resolve_run_dir(spec: Spec, run_dir: Path | None, resume: bool) -> RunFolder:
     run = RunFolder(run_dir or Path("runs") / spec.name)
     started = (run.checkpoints / "last.json").exists() or run.spec.exists()
@@ -390,7 +206,7 @@ def train(
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = not spec.constraints.deterministic
     amp_dtype = autocast_dtype(device, spec.constraints.precision)
-    _seed_everything(spec.train.seed)
+    seed_everything(spec.train.seed)
 
     cache = cache_dir or default_cache_dir()
     prepared = prepare(dataset, task, plan, splits["train"] + splits["val"], cache, show_progress)
@@ -435,13 +251,13 @@ def train(
         optimizer=optimizer,
         schedule=schedule,
         next_batch=next_batch,
-        validate=lambda m: validation_scores(m, val_cases, task, spec, device, amp_dtype),
+        validate=lambda m: task.validation_scores(m, val_cases, spec, device, amp_dtype),
         amp_dtype=amp_dtype,
         grad_clip_norm=spec.optimizer.grad_clip_norm,
     )
     setup = TrainingSetup(spec, run, trainer, sampler, augment, identity)
     if resume:
-        _restore(setup)
+        restore(setup)
     log = LogHook(run, start)
     validate_every = min(spec.train.validate_every, spec.train.iterations)
     progress = ProgressHook(spec.train.iterations, trainer.iteration, enabled=show_progress)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +13,7 @@ from dentpy.registry import did_you_mean
 if TYPE_CHECKING:
     import torch
 
+    from dentpy.data.cache import PreparedCase
     from dentpy.spec import Spec
 
 
@@ -42,6 +43,44 @@ class SegmentationTask:
 
     def swap_table(self) -> list[int] | None:
         return side_swap_table(list(self.class_names))
+
+    def validation_scores(
+        self,
+        model: torch.nn.Module,
+        cases: Sequence[PreparedCase],
+        spec: Spec,
+        device: torch.device,
+        amp_dtype: torch.dtype | None,
+    ) -> dict[str, float]:
+        """Mean Dice per class over validation cases (network space), and their mean:
+        `score`, which picks the best checkpoint. A class absent from both prediction and
+        truth counts as Dice 1 (DESIGN.md §4)."""
+        import numpy as np
+
+        from dentpy.inference import sliding_window_probabilities
+
+        per_class: list[list[float]] = [[] for _ in self.class_names]
+        for case in cases:
+            probabilities = sliding_window_probabilities(
+                model,
+                case.image,
+                spec.train.patch_size,
+                device,
+                spec.train.sw_batch_size,
+                amp_dtype,
+            )
+            prediction = probabilities.argmax(0).cpu().numpy()
+            truth = np.asarray(case.label)
+            for c in range(1, len(self.class_names) + 1):
+                p, t = prediction == c, truth == c
+                denominator = int(p.sum()) + int(t.sum())
+                dice = 1.0 if denominator == 0 else 2 * int((p & t).sum()) / denominator
+                per_class[c - 1].append(dice)
+        scores = {
+            f"dice_{n}": float(np.mean(v)) for n, v in zip(self.class_names, per_class, strict=True)
+        }
+        scores["score"] = float(np.mean(list(scores.values())))
+        return scores
 
     def to_dict(self) -> dict[str, Any]:
         return {
