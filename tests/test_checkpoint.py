@@ -97,3 +97,11 @@ def test_failed_write_keeps_previous_checkpoint(
     monkeypatch.undo()
     assert load_checkpoint(tmp_path, "last").iteration == 1
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_leftovers_of_a_killed_write_are_removed_by_the_next_save(tmp_path: Path) -> None:
+    _save(tmp_path, 1)
+    (tmp_path / ".ckpt-00000002.safetensors.tmp").write_bytes(b"half")
+    _save(tmp_path, 2)
+    assert not list(tmp_path.glob(".*.tmp"))
+    assert load_checkpoint(tmp_path, "last").iteration == 2

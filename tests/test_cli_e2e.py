@@ -204,3 +204,46 @@ def test_bad_data_is_refused_before_anything_is_written(workspace: Path, tmp_pat
     assert f"(imagesTr/{image_path.name}): image contains 1 NaN" in result.stderr
     assert "fix:" in result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_kill_9_mid_training_leaves_a_resumable_checkpoint(workspace: Path, tmp_path: Path) -> None:
+    """A real process killed with SIGKILL while training (and possibly mid-checkpoint):
+    the last manifest still points at verified files, no temp file is left behind, and
+    --resume finishes the run."""
+    import signal
+    import time
+
+    from dentpy.engine.checkpoint import load_checkpoint
+
+    runs = tmp_path / "runs"
+    args = [
+        sys.executable, "-m", "dentpy.cli", "train", "spec.yaml", *FAST,
+        "train.iterations=400", "train.validate_every=1", "--runs", str(runs),
+        "--name", "killed", "--no-progress",
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        args, cwd=workspace, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    manifest = runs / "killed" / "checkpoints" / "last.json"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if manifest.exists() and json.loads(manifest.read_text() or "{}").get("iteration", 0) >= 3:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+
+    checkpoints = runs / "killed" / "checkpoints"
+    survived = load_checkpoint(checkpoints, "last")  # hashes verified inside
+    assert survived.iteration >= 3
+    invoke(
+        "train", str(runs / "killed"), "train.iterations=" + str(survived.iteration + 2),
+        "--resume", "--no-progress",
+    )  # fmt: skip
+    assert load_checkpoint(checkpoints, "last").iteration == survived.iteration + 2
+    assert not list(checkpoints.glob(".*.tmp"))  # leftovers of a killed write are gone
+    assert sorted(p.suffix for p in checkpoints.glob("ckpt-*")) in (
+        [".pt", ".safetensors"],
+        [".pt", ".pt", ".safetensors", ".safetensors"],  # last and best differ
+    )

@@ -97,6 +97,12 @@ def save_checkpoint(
     _remove_unreferenced(folder)
 
 
+def remove_stale_temporaries(folder: Path) -> None:
+    """Delete temporary files a killed writer left behind (no manifest refers to them)."""
+    for path in folder.glob(".*.tmp"):
+        path.unlink(missing_ok=True)
+
+
 def _remove_unreferenced(folder: Path) -> None:
     keep: set[str] = set()
     for manifest in folder.glob("*.json"):
@@ -108,6 +114,7 @@ def _remove_unreferenced(folder: Path) -> None:
     for path in folder.glob("ckpt-*"):
         if path.name not in keep:
             path.unlink(missing_ok=True)
+    remove_stale_temporaries(folder)
 
 
 def load_checkpoint(

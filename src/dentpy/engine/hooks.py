@@ -67,8 +67,10 @@ def trainer_state(setup: TrainingSetup) -> dict[str, Any]:
 def restore(setup: TrainingSetup) -> None:
     import torch
 
-    from dentpy.engine.checkpoint import load_checkpoint
+    from dentpy.engine.checkpoint import load_checkpoint, remove_stale_temporaries
 
+    if setup.run.checkpoints.is_dir():
+        remove_stale_temporaries(setup.run.checkpoints)  # a kill -9 mid-write leaves these
     checkpoint = load_checkpoint(setup.run.checkpoints, "last", identity=setup.identity)
     state = checkpoint.state
     trainer = setup.trainer
