@@ -34,6 +34,23 @@ synth_app = typer.Typer(
 app.add_typer(synth_app, name="synth")
 
 
+def _version(value: bool) -> None:
+    if value:
+        from dentpy import __version__
+
+        typer.echo(f"dentpy {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version")
+    ] = False,
+) -> None:
+    """Dental imaging from problem formulation to a trained, evaluated, usable model."""
+
+
 def _console() -> Any:
     from rich.console import Console
 
