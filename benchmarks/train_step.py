@@ -27,18 +27,19 @@ import numpy as np
 import torch
 
 
-def make_cases(n: int, tmp: Path):
+def make_cases(n: int, tmp: Path, profile: str):
     from dentpy.data.cache import prepare_case
     from dentpy.data.case import CaseRecord
     from dentpy.data.io import write_volume
-    from dentpy.data.synth import generate_case
+    from dentpy.data.synth import PROFILES, generate_case
     from dentpy.preprocess import PreprocessPlan
 
-    plan = PreprocessPlan(target_spacing_mm=(1.0, 1.0, 1.0))
+    spacing = PROFILES[profile].spacing_mm
+    plan = PreprocessPlan(target_spacing_mm=(spacing, spacing, spacing))
     class_ids = ((5,), (2,), (3,))
     prepared = []
     for i in range(n):
-        case = generate_case(seed=0, index=i, profile="tiny")
+        case = generate_case(seed=0, index=i, profile=profile)
         image_path = write_volume(case.image, tmp / f"c{i}_0000.nii.gz")
         label_path = write_volume(case.label, tmp / f"c{i}.nii.gz")
         record = CaseRecord(f"c{i}", f"c{i}", image_path, label_path)
@@ -153,13 +154,17 @@ def main() -> None:
     parser.add_argument("--patch", type=int, default=64)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--cases", type=int, default=6)
+    parser.add_argument(
+        "--profile", default="tiny", help="synthetic profile: tiny (1 mm) or ci (0.6 mm)"
+    )
     args = parser.parse_args()
     print(
         f"torch {torch.__version__}, threads {torch.get_num_threads()}, patch {args.patch}³, "
-        f"batch {args.batch}, {args.steps} timed steps x {args.repeats} repeats"
+        f"batch {args.batch}, {args.steps} timed steps x {args.repeats} repeats, "
+        f"{args.profile} profile"
     )
     with tempfile.TemporaryDirectory() as tmp:
-        cases = make_cases(args.cases, Path(tmp))
+        cases = make_cases(args.cases, Path(tmp), args.profile)
         ours, theirs = [], []
         for _ in range(args.repeats):  # interleaved so machine noise hits both alike
             theirs.append(run_monai(cases, args.patch, args.batch, args.steps))
