@@ -92,11 +92,14 @@ def test_failed_write_keeps_previous_checkpoint(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", disk_full)
-    with pytest.raises(OSError):
+    with pytest.raises(CheckpointError) as error:
         _save(tmp_path, 2)
     monkeypatch.undo()
+    assert "No space left on device" in (error.value.found or "")
+    assert "previous checkpoint is intact" in (error.value.fix or "")
     assert load_checkpoint(tmp_path, "last").iteration == 1
     assert not list(tmp_path.glob(".*.tmp"))
+    assert not list(tmp_path.glob("ckpt-00000002*"))
 
 
 def test_leftovers_of_a_killed_write_are_removed_by_the_next_save(tmp_path: Path) -> None:
@@ -105,3 +108,35 @@ def test_leftovers_of_a_killed_write_are_removed_by_the_next_save(tmp_path: Path
     _save(tmp_path, 2)
     assert not list(tmp_path.glob(".*.tmp"))
     assert load_checkpoint(tmp_path, "last").iteration == 2
+
+
+def test_file_size_limit_during_save_is_reported_and_previous_kept(tmp_path: Path) -> None:
+    """A real write failure (RLIMIT_FSIZE -> EFBIG) in a separate process."""
+    import subprocess
+    import sys
+
+    script = f"""
+import resource, signal, sys, torch
+from pathlib import Path
+from dentpy.engine.checkpoint import save_checkpoint
+from dentpy.errors import CheckpointError
+folder = Path({str(tmp_path)!r})
+ident = {{"spec": "abc", "data": "def"}}
+save_checkpoint(folder, 1, {{"w": torch.zeros(10)}}, {{"iteration": 1}}, ident)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+try:
+    save_checkpoint(folder, 2, {{"w": torch.zeros(1_000_000)}}, {{"iteration": 2}}, ident)
+except CheckpointError as exc:
+    print(exc.what)
+    sys.exit(3)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 3, result.stderr
+    assert "could not write checkpoint ckpt-00000002" in result.stdout
+    assert load_checkpoint(tmp_path, "last", IDENTITY).iteration == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "ckpt-00000001.safetensors",
+        "ckpt-00000001.state.pt",
+        "last.json",
+    ]

@@ -137,3 +137,20 @@ def test_real_four_dimensional_file_is_refused() -> None:
     with pytest.raises(InputDataError) as error:
         read_image(NIBABEL_DATA / "example_nifti2.nii.gz")
     assert error.value.found is not None and error.value.found.startswith("4 dimensions")
+
+
+def test_write_failure_is_an_output_error_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dentpy.data.io import write_volume
+    from dentpy.data.volume import LabelMap
+    from dentpy.errors import OutputError
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("dentpy.data.io._save_reproducible", disk_full)
+    with pytest.raises(OutputError) as error:
+        write_volume(LabelMap(np.zeros((4, 4, 4), np.uint8), np.eye(4)), tmp_path / "seg.nii.gz")
+    assert "No space left on device" in (error.value.found or "")
+    assert list(tmp_path.iterdir()) == []

@@ -47,5 +47,9 @@ class CheckpointError(DentpyError):
     """A checkpoint is missing, corrupt, untrusted, or belongs to another run."""
 
 
+class OutputError(DentpyError):
+    """An output file (prediction, table, picture) could not be written."""
+
+
 class TrainingError(DentpyError):
     """Training cannot continue (for example a non-finite loss)."""

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from dentpy.data.volume import IntensityImage, LabelMap, Volume
-from dentpy.errors import InputDataError
+from dentpy.errors import InputDataError, OutputError
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 ITK_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr")
@@ -232,6 +232,13 @@ def write_volume(volume: Volume, path: str | Path) -> Path:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputError(
+            f"{path.name}: could not be written",
+            expected=f"a writable folder with free space: {path.parent}",
+            found=f"{type(exc).__name__}: {exc.strerror or exc}",
+            fix="free disk space or choose another output folder; nothing partial was left",
+        ) from None
     finally:
         tmp.unlink(missing_ok=True)
     return path

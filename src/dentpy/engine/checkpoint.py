@@ -70,6 +70,7 @@ def save_checkpoint(
 ) -> None:
     """Write weights + state for `iteration`, then point each tag's manifest at them."""
     import torch
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -77,8 +78,20 @@ def save_checkpoint(
     weights_path = folder / f"{stem}.safetensors"
     state_path = folder / f"{stem}.state.pt"
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in weights.items()}
-    _write_atomic(weights_path, lambda p: save_file(tensors, str(p)))
-    _write_atomic(state_path, lambda p: torch.save(state, p))
+    try:
+        _write_atomic(weights_path, lambda p: save_file(tensors, str(p)))
+        _write_atomic(state_path, lambda p: torch.save(state, p))
+    except (OSError, SafetensorError) as exc:
+        # The manifest still points at the previous checkpoint; drop this one's halves.
+        weights_path.unlink(missing_ok=True)
+        state_path.unlink(missing_ok=True)
+        raise CheckpointError(
+            f"could not write checkpoint {stem} in {folder}",
+            expected="room to write the weights and trainer state",
+            found=f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}",
+            fix="free disk space (or move the run folder), then continue with --resume; "
+            "the previous checkpoint is intact",
+        ) from None
     manifest = {
         "format": 1,
         "iteration": iteration,
