@@ -68,7 +68,8 @@ def evaluate_run(
             f"split '{split}' of {run.root.name} is empty",
             expected="at least one case",
             found="0 cases",
-            fix="choose another split (--split val) or retrain with evaluation.test_fraction > 0",
+            fix="choose another split (--split val); the split came from the dataset's own "
+            "splits.json or from evaluation.test_fraction = 0",
         )
     spec = trained.spec
     task = trained.task

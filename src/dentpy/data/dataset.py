@@ -27,7 +27,7 @@ from dentpy.data.case import Case, CaseRecord, checked_spacing
 from dentpy.errors import InputDataError
 from dentpy.registry import did_you_mean
 
-LAYOUTS: tuple[str, ...] = ("nnunet", "pulpy", "files")
+LAYOUTS: tuple[str, ...] = ("nnunet", "pulpy", "toothfairy", "files")
 
 # Foreground voxels sampled per case for intensity statistics: enough for stable
 # percentiles, small enough that a fingerprint of hundreds of CBCTs stays in memory.
@@ -131,7 +131,7 @@ def open_dataset(
     files (Pulpy3D stores 1.0 mm for ~0.3 mm scans).
     """
     # Imported here: the layout modules build Datasets, so they import this module.
-    from dentpy.data.layouts import files, nnunet, pulpy
+    from dentpy.data.layouts import files, nnunet, pulpy, toothfairy
     from dentpy.data.layouts.detect import detect_layout
 
     path = Path(path)
@@ -153,9 +153,15 @@ def open_dataset(
             fix="check the path",
         )
     chosen = detect_layout(path) if layout == "auto" else layout
-    readers = {"nnunet": nnunet.read, "pulpy": pulpy.read, "files": files.read}
+    readers = {
+        "nnunet": nnunet.read,
+        "pulpy": pulpy.read,
+        "toothfairy": toothfairy.read,
+        "files": files.read,
+    }
     dataset = readers[chosen](path)
-    return replace(dataset, assume_spacing_mm=assume_spacing_mm)
+    # A layout may know its spacing (ToothFairy: 0.3 mm); an explicit value always wins.
+    return replace(dataset, assume_spacing_mm=assume_spacing_mm or dataset.assume_spacing_mm)
 
 
 def _evenly_spaced(pool: Sequence[CaseRecord], limit: int | None) -> list[CaseRecord]:

@@ -21,6 +21,8 @@ from dentpy.errors import InputDataError, OutputError
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 ITK_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr")
 VOLUME_SUFFIXES = NIFTI_SUFFIXES + ITK_SUFFIXES
+# Bare arrays (ToothFairy): no geometry inside, so only layouts that know it read them.
+NUMPY_SUFFIX = ".npy"
 
 # A header that claims more voxels than this is refused before any memory is allocated.
 MAX_VOXELS = 2_000_000_000
@@ -95,6 +97,8 @@ def _read(path: Path, kind: type[V]) -> V:
         array, affine = _read_nifti(path)
     elif suffix in ITK_SUFFIXES:
         array, affine = _read_itk(path)
+    elif suffix == NUMPY_SUFFIX:
+        array, affine = _read_numpy(path)
     else:
         raise InputDataError(
             f"{path.name}: unsupported volume format",
@@ -164,6 +168,20 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
             fix="set the voxel spacing and orientation in the header (qform/sform)",
         )
     return array, affine
+
+
+def _read_numpy(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A ToothFairy .npy volume, stored (Z, Y, X): returned as (X, Y, Z) with a 1 mm
+    axis-aligned affine. The file holds no spacing or orientation; the layout that reads it
+    supplies the spacing (`assume_spacing_mm`)."""
+    try:
+        # allow_pickle=False: an .npy file can carry a pickle, which would run code.
+        array = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise _corrupt(path, exc) from None
+    if array.ndim != 3:
+        return array, np.eye(4)  # _read reports the dimension error with the shape
+    return np.ascontiguousarray(array.transpose(2, 1, 0)), np.eye(4)
 
 
 def _read_itk(path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -12,11 +12,13 @@ from dentpy.data.io import VOLUME_SUFFIXES, is_volume_file
 from dentpy.data.layouts import listing, read_json, visible_entries
 from dentpy.data.layouts.nnunet import find_root, is_msd, msd_error
 from dentpy.data.layouts.pulpy import case_folders
+from dentpy.data.layouts.toothfairy import case_folders as toothfairy_folders
 from dentpy.errors import InputDataError
 
 LOOKED_FOR = (
     "nnunet: dataset.json + imagesTr/ (here or in one Dataset*/ subfolder); "
     "pulpy: <patient>/data.nii.gz folders; "
+    "toothfairy: <patient>/data.npy folders; "
     f"files: volume files ({', '.join(VOLUME_SUFFIXES)})"
 )
 
@@ -50,6 +52,8 @@ def detect_layout(path: str | Path) -> str:
         return "nnunet"
     if case_folders(path):
         return "pulpy"
+    if toothfairy_folders(path):
+        return "toothfairy"
     entries = visible_entries(path)
     if any(is_volume_file(p) for p in entries):
         return "files"

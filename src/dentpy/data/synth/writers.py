@@ -192,6 +192,8 @@ def _write_toothfairy(root: Path, plan: _Plan) -> None:
         "test": [_patient(i) for i in plan.test],
     }
     _write_json(root / "splits.json", splits)
+    # ToothFairy stores no spacing; dentpy's reader honours this file when it is present.
+    _write_json(root / "spacing.json", {"spacing_mm": [plan.spacing] * 3})
 
 
 # --- files and folders ----------------------------------------------------------------------
