@@ -32,6 +32,12 @@ synth_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(synth_app, name="synth")
+data_app = typer.Typer(
+    help="Work with a dataset: splits (more dataset tools are planned).",
+    epilog="Example: `dentpy data split data/Dataset001_SynthCBCT --val 0.2 --test 0.2`",
+    no_args_is_help=True,
+)
+app.add_typer(data_app, name="data")
 
 
 def _version(value: bool) -> None:
@@ -112,6 +118,32 @@ def synth_cbct(
         out, cases, profile=profile, seed=seed, layout=layout, test_cases=test_cases
     )
     typer.echo(f"wrote {cases + test_cases} synthetic cases ({profile}, seed {seed}) to {root}")
+
+
+@data_app.command(
+    "split",
+    epilog="Example: `dentpy data split data/Dataset001_SynthCBCT --val 0.2 --test 0.2 --folds 5`",
+)
+def data_split(
+    path: Annotated[Path, typer.Argument(help="dataset folder")],
+    val: Annotated[float, typer.Option(help="share of patients for validation")] = 0.2,
+    test: Annotated[float, typer.Option(help="share of patients for the test split")] = 0.2,
+    folds: Annotated[int | None, typer.Option(help="also write K folds (folds.json)")] = None,
+    seed: Annotated[int, typer.Option(help="same seed, same split")] = 0,
+    layout: Annotated[str, typer.Option(help="auto | nnunet | pulpy | toothfairy")] = "auto",
+) -> None:
+    """Write a patient-level splits.json into the dataset (training then uses it), or, if
+    the dataset has one, check it: no patient may sit in two splits."""
+    from dentpy.data.dataset import open_dataset
+    from dentpy.data.split_files import split_dataset
+
+    report = split_dataset(open_dataset(path, layout), val, test, seed, folds)
+    verb = "checked the dataset's splits.json" if report.source == "checked" else "wrote"
+    typer.echo(f"{verb}: no patient is in two splits")
+    for name, count in report.counts.items():
+        typer.echo(f"  {name:5s} {count:4d} cases, {report.patients[name]:4d} patients")
+    for file in report.files:
+        typer.echo(f"  {file}")
 
 
 @app.command(

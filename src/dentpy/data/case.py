@@ -72,6 +72,10 @@ class CaseRecord:
     label_parts: tuple[tuple[str, Path], ...] = ()
     instance_path: Path | None = None
     root: Path | None = None
+    # The dataset's own name for the case (nnU-Net case name, patient folder). It may
+    # identify a patient: it is used only in files written into the user's own dataset
+    # (its splits.json), never in logs or run folders.
+    source_name: str = ""
 
     def __post_init__(self) -> None:
         if self.label_path is not None and self.label_parts:

@@ -68,3 +68,27 @@ def check_split(splits: Mapping[str, Sequence[str]], case_patients: Mapping[str,
                     fix="move all of this patient's cases into one split",
                 )
             seen[patient] = name
+
+
+def k_folds(case_patients: Mapping[str, str], k: int, seed: int) -> list[dict[str, list[str]]]:
+    """K folds over patients: each fold's `val` is one k-th of the patients, `train` the
+    rest. Deterministic for a seed; every patient is validated on exactly once."""
+    patients = sorted(set(case_patients.values()))
+    if not 2 <= k <= len(patients):
+        raise InputDataError(
+            f"cannot make {k} folds from {len(patients)} patients",
+            expected=f"2 <= folds <= {len(patients)}",
+            found=f"folds = {k}",
+            fix="choose fewer folds, or add patients",
+        )
+    order = np.random.default_rng(seed).permutation(len(patients))
+    groups: list[set[str]] = [set() for _ in range(k)]
+    for rank, index in enumerate(order):
+        groups[rank % k].add(patients[index])
+    return [
+        {
+            "train": sorted(c for c, p in case_patients.items() if p not in group),
+            "val": sorted(c for c, p in case_patients.items() if p in group),
+        }
+        for group in groups
+    ]

@@ -51,7 +51,7 @@ def read(path: Path) -> Dataset:
                 fix="rename or remove one of them",
             )
         seen[case_id] = relative_name(file, root)
-        records.append(CaseRecord(case_id, case_id, file, root=root))
+        records.append(CaseRecord(case_id, case_id, file, root=root, source_name=name))
     return Dataset(
         root=root,
         layout="files",

@@ -113,7 +113,9 @@ def read(path: Path) -> Dataset:
 
     def record(name: str, image: Path, label: Path | None) -> CaseRecord:
         case_id = pseudonym(name)
-        return CaseRecord(case_id, patients.get(name, case_id), image, label, root=root)
+        return CaseRecord(
+            case_id, patients.get(name, case_id), image, label, root=root, source_name=name
+        )
 
     records = tuple(record(n, p, train_labels[n]) for n, p in sorted(train_images.items()))
     test_records = tuple(record(n, p, test_labels.get(n)) for n, p in sorted(test_images.items()))

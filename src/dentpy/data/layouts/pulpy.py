@@ -145,11 +145,25 @@ def _record(root: Path, folder: Path, volumes: dict[str, Path]) -> tuple[CaseRec
     case_id = pseudonym(folder.name)
     image = volumes[IMAGE_NAME]
     if label is not None:
-        record = CaseRecord(case_id, case_id, image, label, instance_path=instance, root=root)
+        record = CaseRecord(
+            case_id,
+            case_id,
+            image,
+            label,
+            instance_path=instance,
+            root=root,
+            source_name=folder.name,
+        )
         return record, "label.*"
     ordered = tuple((name, parts[name]) for name in GT_PARTS)
     record = CaseRecord(
-        case_id, case_id, image, label_parts=ordered, instance_path=instance, root=root
+        case_id,
+        case_id,
+        image,
+        label_parts=ordered,
+        instance_path=instance,
+        root=root,
+        source_name=folder.name,
     )
     return record, "gt_*"
 

@@ -75,6 +75,7 @@ def read(path: Path) -> Dataset:
             image_path=folder / IMAGE_FILE,
             label_path=label if label.is_file() else None,
             root=root,
+            source_name=folder.name,
         )
         (records if record.label_path else unlabelled).append(record)
     splits_path = root / "splits.json"
