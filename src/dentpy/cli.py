@@ -33,7 +33,7 @@ synth_app = typer.Typer(
 )
 app.add_typer(synth_app, name="synth")
 data_app = typer.Typer(
-    help="Work with a dataset: splits (more dataset tools are planned).",
+    help="Work with a dataset: check it, split it.",
     epilog="Example: `dentpy data split data/Dataset001_SynthCBCT --val 0.2 --test 0.2`",
     no_args_is_help=True,
 )
@@ -118,6 +118,82 @@ def synth_cbct(
         out, cases, profile=profile, seed=seed, layout=layout, test_cases=test_cases
     )
     typer.echo(f"wrote {cases + test_cases} synthetic cases ({profile}, seed {seed}) to {root}")
+
+
+@data_app.command(
+    "check",
+    epilog="Example: `dentpy data check data/Dataset001_SynthCBCT --pictures check-pictures`",
+)
+def data_check(
+    path: Annotated[Path, typer.Argument(help="dataset folder or volume file")],
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="write the full report as JSON")
+    ] = None,
+    pictures: Annotated[
+        Path | None, typer.Option(help="folder for overlay, class-balance and histogram PNGs")
+    ] = None,
+    layout: Annotated[
+        str, typer.Option(help="auto | nnunet | pulpy | toothfairy | files")
+    ] = "auto",
+    assume_spacing: Annotated[
+        tuple[float, float, float] | None,
+        typer.Option(help="voxel size in mm to use instead of the files' (e.g. 0.3 0.3 0.3)"),
+    ] = None,
+) -> None:
+    """Load every case as training would, list every problem (naming case and file), and
+    print the dataset's fingerprint. Exits with status 1 when a problem is found."""
+    from rich.progress import Progress
+
+    from dentpy.data.check import check_dataset
+    from dentpy.data.dataset import open_dataset
+
+    dataset = open_dataset(path, layout, assume_spacing)
+    total = len(dataset.records) + len(dataset.test_records)
+    with Progress(transient=True, disable=not sys.stdout.isatty()) as progress:
+        task = progress.add_task("checking cases", total=total)
+        report = check_dataset(dataset, pictures, on_case=lambda: progress.advance(task))
+    console = _console()
+    print_fingerprint(console, report.to_dict())
+    if json_out is not None:
+        json_out.write_text(json.dumps(report.to_dict(), indent=2))
+        console.print(f"report: {json_out}")
+    if pictures is not None:
+        console.print(f"pictures: {pictures} ({len(report.pictures)} PNG files)")
+    if report.ok:
+        console.print(f"[green]no problems found[/green] in {report.n_cases} cases")
+        return
+    console.print(f"[red]{len(report.problems)} problem(s)[/red] in {report.n_cases} cases:")
+    for problem in report.problems:
+        console.print(problem.message, markup=False)
+    raise typer.Exit(1)
+
+
+def print_fingerprint(console: Any, report: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    fingerprint = report["fingerprint"]
+    table = Table(title=f"{report['dataset']} ({report['layout']} layout)", show_header=False)
+    table.add_column("what")
+    table.add_column("value")
+    table.add_row("sound cases", f"{fingerprint.get('n_cases', 0)} labelled, "
+                  f"{fingerprint.get('n_test_cases', 0)} test/unlabelled")  # fmt: skip
+    for key in ("spacing_mm", "shape"):
+        stats = fingerprint.get(key)
+        if stats:
+            table.add_row(key, " / ".join(
+                f"{k} {tuple(round(v, 3) for v in stats[k])}" for k in ("min", "median", "max")
+            ))  # fmt: skip
+    intensity = fingerprint.get("intensity", {})
+    if "percentiles" in intensity:
+        values = ", ".join(f"p{k} {v:.0f}" for k, v in intensity["percentiles"].items())
+        table.add_row(f"intensity ({intensity['region']})", values)
+    for name, share in (fingerprint.get("label_fractions") or {}).items():
+        table.add_row(f"label {name}", f"{100 * share:.4f} % of voxels")
+    if fingerprint.get("orientations"):
+        table.add_row(
+            "orientations", ", ".join(f"{k}: {v}" for k, v in fingerprint["orientations"].items())
+        )
+    console.print(table)
 
 
 @data_app.command(

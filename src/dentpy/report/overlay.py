@@ -68,8 +68,8 @@ def save_overlay(
         plt.Rectangle((0, 0), 1, 1, color=COLORS[i - 1]) for i, _ in enumerate(class_names, start=1)
     ]
     figure.legend(handles, list(class_names), loc="lower center", ncol=len(class_names))
-    figure.text(0.01, 0.01, "patient's right on the left (radiological view)", fontsize=8)
-    figure.tight_layout(rect=(0, 0.05, 1, 1))
+    figure.suptitle("patient's right on the left (radiological view)", fontsize=9)
+    figure.tight_layout(rect=(0, 0.04, 1, 0.98))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=80)
