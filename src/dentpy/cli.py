@@ -33,7 +33,7 @@ synth_app = typer.Typer(
 )
 app.add_typer(synth_app, name="synth")
 data_app = typer.Typer(
-    help="Work with a dataset: check it, split it.",
+    help="Work with a dataset: check it, split it, convert it.",
     epilog="Example: `dentpy data split data/Dataset001_SynthCBCT --val 0.2 --test 0.2`",
     no_args_is_help=True,
 )
@@ -194,6 +194,37 @@ def print_fingerprint(console: Any, report: dict[str, Any]) -> None:
             "orientations", ", ".join(f"{k}: {v}" for k, v in fingerprint["orientations"].items())
         )
     console.print(table)
+
+
+@data_app.command(
+    "convert",
+    epilog="Example: `dentpy data convert pulpy_data Dataset002_Pulp --to nnunet "
+    "--label-map 255=1`",
+)
+def data_convert(
+    source: Annotated[Path, typer.Argument(help="dataset folder to read")],
+    destination: Annotated[Path, typer.Argument(help="new folder to write (must not exist)")],
+    to: Annotated[str, typer.Option(help="nnunet | pulpy")] = "nnunet",
+    label_map: Annotated[
+        list[str] | None,
+        typer.Option(help="old=new label remapping (repeatable), e.g. 255=1 or pulp=1"),
+    ] = None,
+    layout: Annotated[str, typer.Option(help="layout of the source (default: detect)")] = "auto",
+    assume_spacing: Annotated[
+        tuple[float, float, float] | None,
+        typer.Option(help="voxel size in mm to write instead of the files' own"),
+    ] = None,
+) -> None:
+    """Rewrite a dataset in another layout as NIfTI with each case's own geometry. Labels
+    change only through --label-map; nothing is overwritten."""
+    from dentpy.data.convert import convert_dataset, parse_label_map
+    from dentpy.data.dataset import open_dataset
+
+    dataset = open_dataset(source, layout, assume_spacing)
+    mapping = parse_label_map(label_map or [], dataset.labels)
+    written = convert_dataset(dataset, destination, to, mapping)
+    n = len(dataset.records) + len(dataset.test_records)
+    typer.echo(f"wrote {n} cases ({dataset.layout} -> {to}) to {written}")
 
 
 @data_app.command(
