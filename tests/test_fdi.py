@@ -54,3 +54,24 @@ def test_bad_numbers_are_explained() -> None:
     with pytest.raises(InputDataError) as error:
         fdi.universal_to_fdi("33")
     assert "not a Universal tooth number" in error.value.what
+
+
+def test_side_pairs_from_names_cover_dentpy_and_toothfairy2_styles() -> None:
+    labels = {
+        "background": 0,
+        "Lower Jawbone": 1,
+        "Left Inferior Alveolar Canal": 3,
+        "Right Inferior Alveolar Canal": 4,
+        "Left Maxillary Sinus": 5,
+        "Right Maxillary Sinus": 6,
+        "Upper Right Central Incisor": 11,
+        "Upper Left Central Incisor": 21,
+    }
+    assert fdi.side_pairs_from_names(labels) == {3: 4, 4: 3, 5: 6, 6: 5, 11: 21, 21: 11}
+    assert fdi.side_pairs_from_names({"left_ian": 2, "right_ian": 3, "pulp": 5}) == {2: 3, 3: 2}
+    # Names and FDI ids agree, so combining both gives one consistent flip.
+    table = fdi.flip_lookup(labels.values(), fdi.side_pairs_from_names(labels))
+    assert table[11] == 21 and table[3] == 4 and table[1] == 1
+    with pytest.raises(InputDataError) as error:
+        fdi.side_pairs_from_names({"left_ian": 2})
+    assert "left_ian" in (error.value.found or "")

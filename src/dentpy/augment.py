@@ -26,16 +26,15 @@ def side_swap_table(class_names: list[str]) -> list[int] | None:
 
     Returns None when a side-specific class has no partner: such data cannot be flipped.
     """
-    table = list(range(len(class_names) + 1))
-    for index, name in enumerate(class_names, start=1):
-        for side, other in (("left", "right"), ("right", "left")):
-            if side in name.lower():
-                partner = name.lower().replace(side, other)
-                matches = [i for i, n in enumerate(class_names, start=1) if n.lower() == partner]
-                if not matches:
-                    return None
-                table[index] = matches[0]
-    return table
+    from dentpy.data.fdi import side_pairs_from_names
+    from dentpy.errors import InputDataError
+
+    indices = {name: index for index, name in enumerate(class_names, start=1)}
+    try:
+        pairs = side_pairs_from_names(indices)
+    except InputDataError:
+        return None
+    return [pairs.get(index, index) for index in range(len(class_names) + 1)]
 
 
 class BatchAugment:

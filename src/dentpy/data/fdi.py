@@ -123,3 +123,37 @@ def flip_lookup(
             fix="declare the missing labels, or disable left/right flips (augment.flip_left_right)",
         )
     return table
+
+
+def side_pairs_from_names(labels: Mapping[str, int]) -> dict[int, int]:
+    """Label ids whose names differ only by left/right ("left_ian"/"right_ian",
+    "Left Maxillary Sinus"/"Right Maxillary Sinus", "Upper Right Central Incisor"/"Upper
+    Left Central Incisor"), as id -> id in both directions. Case-insensitive.
+
+    A side-specific name without its partner is an error: flipping such data would turn
+    one structure into a label that does not exist.
+    """
+    import re
+
+    pattern = re.compile(r"(left|right)", re.IGNORECASE)
+    by_key: dict[str, int] = {name.lower(): i for name, i in labels.items()}
+    pairs: dict[int, int] = {}
+    unpaired = []
+    for name, label_id in labels.items():
+        match = pattern.search(name)
+        if match is None:
+            continue
+        other = "right" if match.group(1).lower() == "left" else "left"
+        partner = (name[: match.start()] + other + name[match.end() :]).lower()
+        if partner in by_key:
+            pairs[label_id] = by_key[partner]
+        else:
+            unpaired.append(name)
+    if unpaired:
+        raise InputDataError(
+            "side-specific labels without a partner on the other side",
+            expected="every left_* label to have a right_* label and vice versa",
+            found=", ".join(sorted(unpaired)[:10]),
+            fix="declare the partner labels, or disable left/right flips (augment.flip_left_right)",
+        )
+    return pairs
