@@ -163,7 +163,7 @@ def test_nnunet_unsupported_metadata(tmp_path: Path, meta: dict, what: str) -> N
     assert error_of(open_dataset, make_nnunet(tmp_path, meta=meta)).what == what
 
 
-def test_msd_dataset_is_refused_with_a_conversion_hint(tmp_path: Path) -> None:
+def test_msd_dataset_is_detected_and_forced_nnunet_points_to_msd(tmp_path: Path) -> None:
     root = tmp_path / "Task01_Teeth"
     save(root / "imagesTr" / "t_001.nii.gz", scan(0))
     save(root / "labelsTr" / "t_001.nii.gz", labels())
@@ -174,10 +174,12 @@ def test_msd_dataset_is_refused_with_a_conversion_hint(tmp_path: Path) -> None:
     }
     (root / "dataset.json").write_text(json.dumps(meta))
 
-    error = error_of(open_dataset, root)
+    assert detect_layout(root) == "msd"
+    error = error_of(open_dataset, root, layout="nnunet")
 
-    assert error.what == "Task01_Teeth: MSD (Decathlon) layout is not supported yet (planned)"
-    assert error.fix is not None and "nnUNetv2_convert_MSD_dataset" in error.fix
+    assert error.what == "Task01_Teeth: an MSD (Decathlon) task, not an nnU-Net v2 dataset"
+    assert error.fix is not None and "layout 'msd'" in error.fix
+    assert "nnUNetv2_convert_MSD_dataset" in error.fix
 
 
 # --- validation at load (RELIABILITY A1-A5) -------------------------------------------------
@@ -404,7 +406,7 @@ def test_unknown_layout_name_suggests_the_closest(tmp_path: Path) -> None:
     error = error_of(open_dataset, make_nnunet(tmp_path), layout="nnUnet")
     assert error.what == "unknown dataset layout 'nnUnet'"
     assert error.fix == "did you mean 'nnunet'?"
-    assert LAYOUTS == ("nnunet", "pulpy", "toothfairy", "files")
+    assert LAYOUTS == ("nnunet", "msd", "pulpy", "toothfairy", "files")
 
 
 def test_fingerprint_summarises_without_identifiers(tmp_path: Path) -> None:

@@ -133,7 +133,7 @@ def data_check(
         Path | None, typer.Option(help="folder for overlay, class-balance and histogram PNGs")
     ] = None,
     layout: Annotated[
-        str, typer.Option(help="auto | nnunet | pulpy | toothfairy | files")
+        str, typer.Option(help="auto | nnunet | msd | pulpy | toothfairy | files")
     ] = "auto",
     assume_spacing: Annotated[
         tuple[float, float, float] | None,
@@ -237,7 +237,7 @@ def data_split(
     test: Annotated[float, typer.Option(help="share of patients for the test split")] = 0.2,
     folds: Annotated[int | None, typer.Option(help="also write K folds (folds.json)")] = None,
     seed: Annotated[int, typer.Option(help="same seed, same split")] = 0,
-    layout: Annotated[str, typer.Option(help="auto | nnunet | pulpy | toothfairy")] = "auto",
+    layout: Annotated[str, typer.Option(help="auto | nnunet | msd | pulpy | toothfairy")] = "auto",
 ) -> None:
     """Write a patient-level splits.json into the dataset (training then uses it), or, if
     the dataset has one, check it: no patient may sit in two splits."""

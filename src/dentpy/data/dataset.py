@@ -27,7 +27,7 @@ from dentpy.data.case import Case, CaseRecord, checked_spacing
 from dentpy.errors import InputDataError
 from dentpy.registry import did_you_mean
 
-LAYOUTS: tuple[str, ...] = ("nnunet", "pulpy", "toothfairy", "files")
+LAYOUTS: tuple[str, ...] = ("nnunet", "msd", "pulpy", "toothfairy", "files")
 
 # Foreground voxels sampled per case for intensity statistics: enough for stable
 # percentiles, small enough that a fingerprint of hundreds of CBCTs stays in memory.
@@ -131,7 +131,7 @@ def open_dataset(
     files (Pulpy3D stores 1.0 mm for ~0.3 mm scans).
     """
     # Imported here: the layout modules build Datasets, so they import this module.
-    from dentpy.data.layouts import files, nnunet, pulpy, toothfairy
+    from dentpy.data.layouts import files, msd, nnunet, pulpy, toothfairy
     from dentpy.data.layouts.detect import detect_layout
 
     path = Path(path)
@@ -155,6 +155,7 @@ def open_dataset(
     chosen = detect_layout(path) if layout == "auto" else layout
     readers = {
         "nnunet": nnunet.read,
+        "msd": msd.read,
         "pulpy": pulpy.read,
         "toothfairy": toothfairy.read,
         "files": files.read,

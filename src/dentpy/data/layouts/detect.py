@@ -9,14 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from dentpy.data.io import VOLUME_SUFFIXES, is_volume_file
-from dentpy.data.layouts import listing, read_json, visible_entries
-from dentpy.data.layouts.nnunet import find_root, is_msd, msd_error
+from dentpy.data.layouts import listing, msd, read_json, visible_entries
+from dentpy.data.layouts.nnunet import find_root, is_msd
 from dentpy.data.layouts.pulpy import case_folders
 from dentpy.data.layouts.toothfairy import case_folders as toothfairy_folders
 from dentpy.errors import InputDataError
 
 LOOKED_FOR = (
     "nnunet: dataset.json + imagesTr/ (here or in one Dataset*/ subfolder); "
+    "msd: Decathlon dataset.json with modality + training list (here or in one Task*/); "
     "pulpy: <patient>/data.nii.gz folders; "
     "toothfairy: <patient>/data.npy folders; "
     f"files: volume files ({', '.join(VOLUME_SUFFIXES)})"
@@ -45,11 +46,14 @@ def detect_layout(path: str | Path) -> str:
     root = find_root(path)
     if root is not None:
         if is_msd(read_json(root / "dataset.json", root)):
-            raise msd_error(root)
+            return "msd"
         # A Pulpy3D root may carry a dataset.json that is only its label map.
         if root == path and not (root / "imagesTr").is_dir() and case_folders(path):
             return "pulpy"
         return "nnunet"
+    task = msd.find_root(path)
+    if task is not None and is_msd(read_json(task / "dataset.json", task)):
+        return "msd"
     if case_folders(path):
         return "pulpy"
     if toothfairy_folders(path):

@@ -67,11 +67,13 @@ def is_msd(meta: object) -> bool:
 
 
 def msd_error(root: Path) -> InputDataError:
+    """Layout "nnunet" forced on an MSD task folder (auto-detection picks "msd")."""
     return InputDataError(
-        f"{root.name}: MSD (Decathlon) layout is not supported yet (planned)",
+        f"{root.name}: an MSD (Decathlon) task, not an nnU-Net v2 dataset",
         expected="an nnU-Net v2 dataset.json (channel_names, labels, numTraining, file_ending)",
         found="an MSD dataset.json (modality, training list)",
-        fix=f"convert it with nnU-Net v2: nnUNetv2_convert_MSD_dataset -i {root.name}",
+        fix="open it with layout 'msd' (or 'auto'), or convert it with nnU-Net v2: "
+        f"nnUNetv2_convert_MSD_dataset -i {root.name}",
     )
 
 
