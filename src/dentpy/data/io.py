@@ -93,7 +93,11 @@ def _read(path: Path, kind: type[V]) -> V:
             fix="check the path, or the dataset layout (see `dentpy data check`)",
         )
     suffix = volume_suffix(path)
-    if suffix in NIFTI_SUFFIXES:
+    if path.is_dir():
+        from dentpy.data.dicom_series import read_dicom_series
+
+        array, affine = read_dicom_series(path)
+    elif suffix in NIFTI_SUFFIXES:
         array, affine = _read_nifti(path)
     elif suffix in ITK_SUFFIXES:
         array, affine = _read_itk(path)
