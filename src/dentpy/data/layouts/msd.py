@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any
+from typing import Any, cast
 
 from dentpy.data.case import Case, CaseRecord, pseudonym
 from dentpy.data.dataset import Dataset
@@ -101,7 +101,7 @@ def read(path: Path) -> Dataset:
             else type(meta).__name__,
             fix="use layout 'nnunet' for nnU-Net v2 folders (or layout 'auto')",
         )
-    assert isinstance(meta, Mapping)  # is_msd checked it
+    meta = cast(Mapping[str, Any], meta)  # is_msd checked it is a mapping
     _check_modality(meta)
     labels = parse_label_map(meta.get("labels"), "dataset.json")
 
