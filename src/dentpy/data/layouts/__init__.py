@@ -148,3 +148,40 @@ def read_splits(path: Path, root: Path, case_ids: Mapping[str, str]) -> dict[str
             ids.append(case_ids[text])
         splits[str(split)] = tuple(ids)
     return splits
+
+
+def require_one_channel(
+    meta: Mapping[str, Any],
+    key: str,
+    example: str,
+    refusal: str,
+    unit: str,
+    plural: str,
+    fix: str,
+) -> None:
+    """dataset.json's channel list (`channel_names` in nnU-Net v2, `modality` in MSD) must
+    name exactly one input: multi-channel input is planned, not silently half-read."""
+    channels = meta.get(key)
+    if not isinstance(channels, Mapping) or not channels:
+        raise InputDataError(
+            f"dataset.json: {key} missing",
+            expected=example,
+            found=repr(channels)[:100],
+            fix=f"add {key} with one entry per input channel",
+        )
+    if len(channels) != 1:
+        raise InputDataError(
+            f"dataset.json: {refusal}",
+            expected=f"exactly one {unit}",
+            found=f"{len(channels)} {plural}: {', '.join(map(str, channels.values()))}",
+            fix=fix,
+        )
+
+
+def optional_splits(root: Path, names: Iterable[str]) -> dict[str, tuple[str, ...]] | None:
+    """The dataset's own splits.json as case ids, or None when it has none."""
+    from dentpy.data.case import pseudonym
+
+    if not (root / "splits.json").is_file():
+        return None
+    return read_splits(root / "splits.json", root, {n: pseudonym(n) for n in names})

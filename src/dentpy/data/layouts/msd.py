@@ -23,7 +23,14 @@ from typing import Any, cast
 from dentpy.data.case import Case, CaseRecord, pseudonym
 from dentpy.data.dataset import Dataset
 from dentpy.data.io import VOLUME_SUFFIXES, is_volume_file, volume_suffix
-from dentpy.data.layouts import listing, parse_label_map, read_json, read_splits, visible_entries
+from dentpy.data.layouts import (
+    listing,
+    optional_splits,
+    parse_label_map,
+    read_json,
+    require_one_channel,
+    visible_entries,
+)
 from dentpy.data.layouts.nnunet import is_msd
 from dentpy.errors import InputDataError
 
@@ -144,10 +151,7 @@ def read(path: Path) -> Dataset:
 
     records = tuple(record(n, i, lab) for n, i, lab in sorted(train))
     test_records = tuple(record(n, i, None) for n, i in sorted(test))
-    splits = None
-    if (root / "splits.json").is_file():
-        names = {n: pseudonym(n) for n, _, _ in train}
-        splits = read_splits(root / "splits.json", root, names)
+    splits = optional_splits(root, (n for n, _, _ in train))
     return Dataset(
         root=root,
         layout="msd",
@@ -159,21 +163,15 @@ def read(path: Path) -> Dataset:
 
 
 def _check_modality(meta: Mapping[str, Any]) -> None:
-    modality = meta.get("modality")
-    if not isinstance(modality, Mapping) or not modality:
-        raise InputDataError(
-            "dataset.json: modality missing",
-            expected='"modality": {"0": "CT"}',
-            found=repr(modality)[:100],
-            fix="add modality with one entry per input channel",
-        )
-    if len(modality) != 1:
-        raise InputDataError(
-            "dataset.json: multi-channel (multi-modality) input is not supported yet (planned)",
-            expected="exactly one modality (one 3D image per case)",
-            found=f"{len(modality)} modalities: {', '.join(map(str, modality.values()))}",
-            fix=MULTI_CHANNEL_FIX,
-        )
+    require_one_channel(
+        meta,
+        "modality",
+        '"modality": {"0": "CT"}',
+        "multi-channel (multi-modality) input is not supported yet (planned)",
+        "modality (one 3D image per case)",
+        "modalities",
+        MULTI_CHANNEL_FIX,
+    )
 
 
 def _entry_list(meta: Mapping[str, Any], key: str, required: bool = True) -> list[Any]:

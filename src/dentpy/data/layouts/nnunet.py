@@ -25,10 +25,11 @@ from dentpy.data.dataset import Dataset
 from dentpy.data.io import VOLUME_SUFFIXES, is_volume_file
 from dentpy.data.layouts import (
     listing,
+    optional_splits,
     parse_label_map,
     read_json,
-    read_splits,
     relative_name,
+    require_one_channel,
     visible_entries,
 )
 from dentpy.errors import InputDataError
@@ -121,10 +122,7 @@ def read(path: Path) -> Dataset:
 
     records = tuple(record(n, p, train_labels[n]) for n, p in sorted(train_images.items()))
     test_records = tuple(record(n, p, test_labels.get(n)) for n, p in sorted(test_images.items()))
-    splits = None
-    if (root / "splits.json").is_file():
-        names = {n: pseudonym(n) for n in train_images}
-        splits = read_splits(root / "splits.json", root, names)
+    splits = optional_splits(root, train_images)
     return Dataset(
         root=root,
         layout="nnunet",
@@ -136,21 +134,15 @@ def read(path: Path) -> Dataset:
 
 
 def _check_channels(meta: Mapping[str, Any]) -> None:
-    channels = meta.get("channel_names")
-    if not isinstance(channels, Mapping) or not channels:
-        raise InputDataError(
-            "dataset.json: channel_names missing",
-            expected='"channel_names": {"0": "CBCT"}',
-            found=repr(channels)[:100],
-            fix="add channel_names with one entry per input channel",
-        )
-    if len(channels) != 1:
-        raise InputDataError(
-            "dataset.json: multi-channel input is not supported yet",
-            expected="exactly one channel (one image file per case)",
-            found=f"{len(channels)} channels: {', '.join(map(str, channels.values()))}",
-            fix="keep a single channel (e.g. the CBCT); multi-channel input is planned",
-        )
+    require_one_channel(
+        meta,
+        "channel_names",
+        '"channel_names": {"0": "CBCT"}',
+        "multi-channel input is not supported yet",
+        "channel (one image file per case)",
+        "channels",
+        "keep a single channel (e.g. the CBCT); multi-channel input is planned",
+    )
 
 
 def _file_ending(meta: Mapping[str, Any]) -> str:
