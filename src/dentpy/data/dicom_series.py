@@ -34,9 +34,37 @@ def _header(path: Path) -> Any | None:
 
 
 def read_dicom_series(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The series' voxels (I, J, K) and voxel->RAS affine, or an InputDataError.
+
+    pydicom decodes a header value only when it is first used, so a damaged value surfaces
+    as a ValueError/AttributeError deep in the geometry code; those become one clear error.
+    """
+    folder = Path(folder)
+    try:
+        return _read_series(folder)
+    except InputDataError:
+        raise
+    except (
+        ValueError,
+        TypeError,
+        AttributeError,
+        KeyError,
+        IndexError,
+        NotImplementedError,
+        OverflowError,
+    ) as exc:
+        raise InputDataError(
+            f"DICOM series in {folder.name!r} has a damaged or missing header value",
+            expected="readable ImageOrientationPatient, ImagePositionPatient, Rows, Columns, "
+            "PixelSpacing and rescale values on every slice",
+            found=f"{type(exc).__name__} while reading the slice headers",
+            fix="re-export the series from the scanner or PACS; one of its files is damaged",
+        ) from None
+
+
+def _read_series(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     from dentpy.data.io import _LPS_TO_RAS, MAX_VOXELS
 
-    folder = Path(folder)
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.name not in _SKIP_NAMES)
     headers = [(p, h) for p in files if (h := _header(p)) is not None]
     if not headers:
@@ -61,6 +89,18 @@ def read_dicom_series(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     iop0 = np.asarray(h0.ImageOrientationPatient, dtype=np.float64)
     shape0 = (int(h0.Rows), int(h0.Columns))
     ps0 = np.asarray(h0.PixelSpacing, dtype=np.float64)
+    if (
+        iop0.shape != (6,)
+        or not np.isfinite(iop0).all()
+        or ps0.shape != (2,)
+        or (not np.isfinite(ps0).all() or (ps0 <= 0).any())
+    ):
+        raise InputDataError(
+            f"DICOM slice {p0.name!r} has invalid geometry tags",
+            expected="6 finite ImageOrientationPatient values and 2 positive PixelSpacing values",
+            found=f"orientation {iop0.tolist()}, pixel spacing {ps0.tolist()}",
+            fix="re-export the series; dentpy does not guess geometry",
+        )
     for p, h in headers[1:]:
         if not np.allclose(np.asarray(h.ImageOrientationPatient, float), iop0, atol=1e-4):
             raise InputDataError(
@@ -89,6 +129,9 @@ def read_dicom_series(folder: Path) -> tuple[np.ndarray, np.ndarray]:
         raise InputDataError(
             f"DICOM series in {folder.name!r} is too large",
             expected=f"at most {MAX_VOXELS:,} voxels",
+            found=f"{shape0[0]} x {shape0[1]} pixels x {n} slices",
+            fix="check Rows/Columns in the headers (a damaged header can claim a huge size), "
+            "or crop the scan before use",
         )
     steps = np.diff([t[0] for t in pos])
     for i, s in enumerate(steps):
