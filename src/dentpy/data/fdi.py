@@ -157,3 +157,143 @@ def side_pairs_from_names(labels: Mapping[str, int]) -> dict[int, int]:
             fix="declare the partner labels, or disable left/right flips (augment.flip_left_right)",
         )
     return pairs
+
+
+# --- ToothFairy2 / ToothFairy3 label schemes ------------------------------------------
+#
+# ToothFairy2 (nnU-Net raw, .mha, release 20/04/2024): label ids as in its dataset.json,
+# confirmed against the label table of the official benchmark code
+# (AImageLab-zip/ToothFairy2-Benchmark, evaluation/Dataset119_ToothFairy2/evaluation.py:
+# "Labels as specified in the dataset.json file", "Skipping NA labels (19, 20, 29, 30,
+# 39, 40)"). Tooth ids ARE FDI numbers (permanent dentition only). The real dataset.json
+# declares the unused ids 19, 20, 29, 30, 39, 40 all under the same key "NA"; a JSON
+# reader keeps only one of them, so they are kept apart here (TOOTHFAIRY2_NA_IDS).
+#
+# ToothFairy3 (MICCAI 2025 challenge) adds the mandibular incisive canals (103, 104), the
+# lingual canal (105) and one pulp per tooth at 100 + FDI (111-148): 77 classes with
+# background. Confirmed only from third-party challenge code that copies the dataset.json
+# label table (not from an official ToothFairy3 file); whether ToothFairy3's own
+# dataset.json still carries the "NA" placeholders could not be verified.
+
+_QUADRANT_NAMES = {1: "Upper Right", 2: "Upper Left", 3: "Lower Left", 4: "Lower Right"}
+_POSITION_NAMES = {
+    1: "Central Incisor",
+    2: "Lateral Incisor",
+    3: "Canine",
+    4: "First Premolar",
+    5: "Second Premolar",
+    6: "First Molar",
+    7: "Second Molar",
+    8: "Third Molar (Wisdom Tooth)",
+}
+
+
+def _toothfairy_teeth(offset: int = 0, suffix: str = "") -> dict[str, int]:
+    return {
+        f"{_QUADRANT_NAMES[q]} {_POSITION_NAMES[p]}{suffix}": offset + q * 10 + p
+        for q in PERMANENT_QUADRANTS
+        for p in range(1, 9)
+    }
+
+
+TOOTHFAIRY2_LABELS: dict[str, int] = {
+    "background": 0,
+    "Lower Jawbone": 1,
+    "Upper Jawbone": 2,
+    "Left Inferior Alveolar Canal": 3,
+    "Right Inferior Alveolar Canal": 4,
+    "Left Maxillary Sinus": 5,
+    "Right Maxillary Sinus": 6,
+    "Pharynx": 7,
+    "Bridge": 8,
+    "Crown": 9,
+    "Implant": 10,
+    **_toothfairy_teeth(),
+}
+# Ids that ToothFairy2's dataset.json declares as "NA" (placeholders that never occur).
+TOOTHFAIRY2_NA_IDS: tuple[int, ...] = (19, 20, 29, 30, 39, 40)
+
+TOOTHFAIRY3_LABELS: dict[str, int] = {
+    **TOOTHFAIRY2_LABELS,
+    "Left Mandibular Incisive Canal": 103,
+    "Right Mandibular Incisive Canal": 104,
+    "Lingual Canal": 105,
+    **_toothfairy_teeth(PULP_OFFSET, " Pulp"),
+}
+
+LABEL_SCHEMES: dict[str, dict[str, int]] = {
+    "toothfairy2": TOOTHFAIRY2_LABELS,
+    "toothfairy3": TOOTHFAIRY3_LABELS,
+}
+
+
+def scheme_labels(scheme: str) -> dict[str, int]:
+    """The `name -> id` table of a known label scheme (a copy); case-insensitive name."""
+    key = scheme.strip().lower()
+    if key not in LABEL_SCHEMES:
+        raise InputDataError(
+            f"unknown label scheme {scheme!r}",
+            expected=f"one of {', '.join(sorted(LABEL_SCHEMES))}",
+            found=repr(scheme),
+            fix="pick one of the known schemes, or declare the labels in the dataset itself",
+        )
+    return dict(LABEL_SCHEMES[key])
+
+
+def is_pulp_label(label_id: int, scheme: str = "toothfairy3") -> bool:
+    """Whether `label_id` is the pulp of a tooth (100 + FDI) in `scheme`."""
+    return label_id in scheme_labels(scheme).values() and is_fdi(label_id - PULP_OFFSET)
+
+
+def fdi_of_label(label_id: int, scheme: str) -> int | None:
+    """The FDI number of the tooth a label belongs to: a tooth id is its own FDI number,
+    a pulp id (100 + FDI) gives its tooth; anything else (bone, canals, background, ids
+    the scheme does not declare such as ToothFairy2's "NA" placeholders) gives None."""
+    if label_id not in scheme_labels(scheme).values():
+        return None
+    if is_fdi(label_id):
+        return label_id
+    if is_pulp_label(label_id, scheme):
+        return label_id - PULP_OFFSET
+    return None
+
+
+def label_side(label_id: int, scheme: str) -> str | None:
+    """The patient's side of a label, "left" or "right"; None for midline or unsided
+    structures (jaws, pharynx, lingual canal, restorations) and undeclared ids."""
+    tooth = fdi_of_label(label_id, scheme)
+    if tooth is not None:
+        return side(tooth)
+    for name, value in scheme_labels(scheme).items():
+        if value == label_id:
+            words = name.lower().split()
+            if "left" in words:
+                return "left"
+            if "right" in words:
+                return "right"
+    return None
+
+
+def side_pairs(scheme: str) -> dict[int, int]:
+    """The left/right label permutation of a scheme, as id -> id in both directions (only
+    ids that change): teeth by `mirror`, pulps by 100 + `mirror`, and named pairs (inferior
+    alveolar canals 3 <-> 4, maxillary sinuses 5 <-> 6, incisive canals 103 <-> 104).
+
+    Pass it to `flip_lookup` as `side_pairs`. The FDI rule and the names are checked
+    against each other, so a scheme whose names contradict its ids is refused.
+    """
+    labels = scheme_labels(scheme)
+    pairs = side_pairs_from_names(labels)
+    for label_id in labels.values():
+        mirrored = mirror_label(label_id)
+        if mirrored == label_id:
+            continue
+        if pairs.get(label_id, mirrored) != mirrored:
+            raise InputDataError(
+                f"label scheme {scheme!r}: names and FDI ids disagree on a left/right pair",
+                expected=f"label {label_id} to pair with {mirrored} (FDI mirror)",
+                found=f"its name pairs it with {pairs[label_id]}",
+                fix="fix the label table in dentpy.data.fdi",
+            )
+        pairs[label_id] = mirrored
+    return dict(sorted(pairs.items()))

@@ -15,6 +15,7 @@ a silently dropped label is a case trained on nothing.
 from __future__ import annotations
 
 import csv
+import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -99,7 +100,7 @@ def read(path: Path) -> Dataset:
             fix="write dataset.json as nnU-Net v2 describes it",
         )
     _check_channels(meta)
-    labels = parse_label_map(meta.get("labels"), "dataset.json")
+    labels = parse_label_map(_labels_keeping_repeats(root, meta.get("labels")), "dataset.json")
     ending = _file_ending(meta)
 
     train_images = _images(root, "imagesTr", ending)
@@ -131,6 +132,38 @@ def read(path: Path) -> Dataset:
         test_records=test_records,
         predefined_splits=splits,
     )
+
+
+def _labels_keeping_repeats(root: Path, labels: Any) -> Any:
+    """dataset.json's "labels" with repeated names kept apart.
+
+    ToothFairy2's dataset.json declares ids 19, 20, 29, 30, 39 and 40 all under the name
+    "NA"; json keeps only the last, which would silently undeclare the others. Each entry
+    of a repeated name becomes "NAME (ID)" ("NA (19)", ..., "NA (40)"); files without
+    repeated names are returned unchanged.
+    """
+    try:
+        pairs = json.loads(
+            (root / "dataset.json").read_text(encoding="utf-8"), object_pairs_hook=list
+        )
+    except (OSError, UnicodeDecodeError, ValueError):
+        return labels  # read_json has already reported an unreadable file
+    if not isinstance(pairs, list):
+        return labels
+    entries = [value for key, value in pairs if key == "labels"]
+    if not entries or not isinstance(entries[-1], list):
+        return labels
+    names = [str(name) for name, _ in entries[-1]]
+    repeated = {name for name in names if names.count(name) > 1}
+    if not repeated:
+        return labels
+    kept: dict[str, Any] = {}
+    for name, value in entries[-1]:
+        if name in repeated and isinstance(value, int) and not isinstance(value, bool):
+            kept[f"{name} ({value})"] = value
+        else:
+            kept[str(name)] = value
+    return kept
 
 
 def _check_channels(meta: Mapping[str, Any]) -> None:
