@@ -13,6 +13,7 @@ augmentation (foreground-oversampled crops, flip, rotation/scale, intensity, gam
 
 Prints median samples/s of each over repeats and the ratio. Usage:
     python benchmarks/train_step.py [--steps 30] [--repeats 3] [--patch 64] [--batch 2]
+        [--device auto|cpu|cuda] [--bf16]
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def make_cases(n: int, tmp: Path, profile: str):
     return prepared
 
 
-def build(patch: int):
+def build(patch: int, device: torch.device):
     from monai.losses import DiceCELoss
 
     from dentpy.models import build_model
@@ -56,21 +57,32 @@ def build(patch: int):
     torch.manual_seed(0)
     model = build_model(Model(channels=[16, 32, 64, 128], num_res_units=1), 1, 4)
     loss = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
+    model = model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     return model, loss, optimizer
 
 
-def step(model, loss_fn, optimizer, image, label) -> float:
+def step(model, loss_fn, optimizer, image, label) -> torch.Tensor:
     model.train()
-    loss = loss_fn(model(image), label)
+    with torch.autocast(image.device.type, dtype=AMP[0], enabled=AMP[0] is not None):
+        loss = loss_fn(model(image), label)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 12.0)
     optimizer.step()
-    return float(loss.detach())
+    return loss.detach()
 
 
-def run_monai(cases, patch: int, batch: int, steps: int) -> float:
+# Set once in main(): the autocast dtype both pipelines use (None = fp32).
+AMP: list[torch.dtype | None] = [None]
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def run_monai(cases, patch: int, batch: int, steps: int, device: torch.device) -> float:
     from monai.data import DataLoader, Dataset
     from monai.transforms import (
         Compose,
@@ -112,38 +124,44 @@ def run_monai(cases, patch: int, batch: int, steps: int) -> float:
     ]
     transforms.set_random_state(0)
     loader = DataLoader(Dataset(data, transforms), batch_size=batch, shuffle=True, num_workers=0)
-    model, loss_fn, optimizer = build(patch)
+    model, loss_fn, optimizer = build(patch, device)
     done, start = 0, 0.0
     while done < steps + 2:
         for item in loader:
             if done == 2:  # exclude warm-up steps
+                synchronize(device)
                 start = time.perf_counter()
-            image = torch.as_tensor(item["image"]).float()
-            label = torch.as_tensor(item["label"]).long()
+            image = torch.as_tensor(item["image"]).float().to(device)
+            label = torch.as_tensor(item["label"]).long().to(device)
             step(model, loss_fn, optimizer, image, label)
             done += 1
             if done >= steps + 2:
                 break
+    synchronize(device)
     return steps * batch / (time.perf_counter() - start)
 
 
-def run_dentpy(cases, patch: int, batch: int, steps: int) -> float:
+def run_dentpy(cases, patch: int, batch: int, steps: int, device: torch.device) -> float:
     from dentpy.augment import BatchAugment
     from dentpy.engine.sampling import PatchSampler
     from dentpy.spec import Augment
 
     sampler = PatchSampler(cases, (patch,) * 3, batch, foreground_fraction=0.5, seed=0)
-    augment = BatchAugment(Augment(), [0, 1, 3, 2], torch.device("cpu"), seed=0)
-    model, loss_fn, optimizer = build(patch)
+    augment = BatchAugment(Augment(), [0, 1, 3, 2], device, seed=0)
+    model, loss_fn, optimizer = build(patch, device)
     model = model.to(memory_format=torch.channels_last_3d)  # as dentpy.train does
     start = 0.0
     for i in range(steps + 2):
         if i == 2:
+            synchronize(device)
             start = time.perf_counter()
         image, label = sampler.next_batch()
-        image_t, label_t, _ = augment(torch.from_numpy(image), torch.from_numpy(label))
+        image_t = torch.from_numpy(image).to(device, non_blocking=True)
+        label_t = torch.from_numpy(label).to(device, non_blocking=True)
+        image_t, label_t, _ = augment(image_t, label_t)
         image_t = image_t.contiguous(memory_format=torch.channels_last_3d)
         step(model, loss_fn, optimizer, image_t, label_t.long())
+    synchronize(device)
     return steps * batch / (time.perf_counter() - start)
 
 
@@ -157,8 +175,18 @@ def main() -> None:
     parser.add_argument(
         "--profile", default="tiny", help="synthetic profile: tiny (1 mm) or ci (0.6 mm)"
     )
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast for both pipelines")
     args = parser.parse_args()
+    from dentpy.engine.device import choose_device
+
+    device = choose_device(args.device)
+    AMP[0] = torch.bfloat16 if args.bf16 else None
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # both pipelines: fixed patch shapes
     print(
+        f"device {device}{' ' + torch.cuda.get_device_name() if device.type == 'cuda' else ''}, "
+        f"{'bf16 autocast' if args.bf16 else 'fp32'}, "
         f"torch {torch.__version__}, threads {torch.get_num_threads()}, patch {args.patch}³, "
         f"batch {args.batch}, {args.steps} timed steps x {args.repeats} repeats, "
         f"{args.profile} profile"
@@ -167,8 +195,8 @@ def main() -> None:
         cases = make_cases(args.cases, Path(tmp), args.profile)
         ours, theirs = [], []
         for _ in range(args.repeats):  # interleaved so machine noise hits both alike
-            theirs.append(run_monai(cases, args.patch, args.batch, args.steps))
-            ours.append(run_dentpy(cases, args.patch, args.batch, args.steps))
+            theirs.append(run_monai(cases, args.patch, args.batch, args.steps, device))
+            ours.append(run_dentpy(cases, args.patch, args.batch, args.steps, device))
     m_ours, m_theirs = statistics.median(ours), statistics.median(theirs)
     for label, median, runs in (("MONAI reference", m_theirs, theirs), ("dentpy", m_ours, ours)):
         listed = ", ".join(f"{v:.2f}" for v in runs)

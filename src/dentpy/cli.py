@@ -38,6 +38,12 @@ data_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(data_app, name="data")
+# Kept in step with dentpy.data.dataset.LAYOUTS (a test checks); spelled out so that
+# `--help` does not import the data package.
+LAYOUT_HELP = (
+    "auto | 3D: nnunet, msd, pulpy, toothfairy, files | "
+    "2D: coco, yolo, tufts, imagefolder, csv, images"
+)
 
 
 def _version(value: bool) -> None:
@@ -125,16 +131,14 @@ def synth_cbct(
     epilog="Example: `dentpy data check data/Dataset001_SynthCBCT --pictures check-pictures`",
 )
 def data_check(
-    path: Annotated[Path, typer.Argument(help="dataset folder or volume file")],
+    path: Annotated[Path, typer.Argument(help="dataset folder, volume or image file")],
     json_out: Annotated[
         Path | None, typer.Option("--json", help="write the full report as JSON")
     ] = None,
     pictures: Annotated[
         Path | None, typer.Option(help="folder for overlay, class-balance and histogram PNGs")
     ] = None,
-    layout: Annotated[
-        str, typer.Option(help="auto | nnunet | msd | pulpy | toothfairy | files")
-    ] = "auto",
+    layout: Annotated[str, typer.Option(help=LAYOUT_HELP)] = "auto",
     assume_spacing: Annotated[
         tuple[float, float, float] | None,
         typer.Option(help="voxel size in mm to use instead of the files' (e.g. 0.3 0.3 0.3)"),
@@ -145,9 +149,9 @@ def data_check(
     from rich.progress import Progress
 
     from dentpy.data.check import check_dataset
-    from dentpy.data.dataset import open_dataset
+    from dentpy.data.dataset import open_any
 
-    dataset = open_dataset(path, layout, assume_spacing)
+    dataset = open_any(path, layout, assume_spacing)
     total = len(dataset.records) + len(dataset.test_records)
     with Progress(transient=True, disable=not sys.stdout.isatty()) as progress:
         task = progress.add_task("checking cases", total=total)
@@ -183,10 +187,11 @@ def print_fingerprint(console: Any, report: dict[str, Any]) -> None:
             table.add_row(key, " / ".join(
                 f"{k} {tuple(round(v, 3) for v in stats[k])}" for k in ("min", "median", "max")
             ))  # fmt: skip
+    _add_2d_rows(table, fingerprint)
     intensity = fingerprint.get("intensity", {})
     if "percentiles" in intensity:
         values = ", ".join(f"p{k} {v:.0f}" for k, v in intensity["percentiles"].items())
-        table.add_row(f"intensity ({intensity['region']})", values)
+        table.add_row(f"intensity ({intensity.get('region', 'all pixels')})", values)
     for name, share in (fingerprint.get("label_fractions") or {}).items():
         table.add_row(f"label {name}", f"{100 * share:.4f} % of voxels")
     if fingerprint.get("orientations"):
@@ -194,6 +199,29 @@ def print_fingerprint(console: Any, report: dict[str, Any]) -> None:
             "orientations", ", ".join(f"{k}: {v}" for k, v in fingerprint["orientations"].items())
         )
     console.print(table)
+
+
+def _add_2d_rows(table: Any, fingerprint: dict[str, Any]) -> None:
+    """Rows only 2D fingerprints have: image sizes, storage, class and box counts."""
+    size = fingerprint.get("size_wh")
+    if size:
+        table.add_row("size (w x h px)", " / ".join(
+            f"{k} {int(size[k][0])} x {int(size[k][1])}" for k in ("min", "median", "max")
+        ))  # fmt: skip
+    if fingerprint.get("dtypes"):
+        stored = ", ".join(f"{k}: {v}" for k, v in fingerprint["dtypes"].items())
+        table.add_row("stored as", stored + f"; channels {fingerprint.get('channels')}")
+    if "n_with_pixel_spacing" in fingerprint:
+        table.add_row("pixel spacing", f"{fingerprint['n_with_pixel_spacing']} images state one")
+    rotated = {k: v for k, v in (fingerprint.get("exif_orientations") or {}).items() if k != "1"}
+    if rotated:
+        table.add_row("EXIF-rotated", f"{sum(rotated.values())} images (applied on read)")
+    for name, count in (fingerprint.get("class_counts") or {}).items():
+        table.add_row(f"class {name}", f"{count} images")
+    for name, count in (fingerprint.get("box_counts") or {}).items():
+        table.add_row(f"boxes {name}", str(count))
+    if "n_images_without_boxes" in fingerprint:
+        table.add_row("images without boxes", str(fingerprint["n_images_without_boxes"]))
 
 
 @data_app.command(
@@ -204,10 +232,15 @@ def print_fingerprint(console: Any, report: dict[str, Any]) -> None:
 def data_convert(
     source: Annotated[Path, typer.Argument(help="dataset folder to read")],
     destination: Annotated[Path, typer.Argument(help="new folder to write (must not exist)")],
-    to: Annotated[str, typer.Option(help="nnunet | pulpy")] = "nnunet",
+    to: Annotated[
+        str, typer.Option(help="nnunet | pulpy (3D); coco | yolo | imagefolder (2D)")
+    ] = "nnunet",
     label_map: Annotated[
         list[str] | None,
-        typer.Option(help="old=new label remapping (repeatable), e.g. 255=1 or pulp=1"),
+        typer.Option(
+            help="old=new label remapping (repeatable): ids or names for 3D (255=1, pulp=1), "
+            "class names for 2D ('Deep Caries=caries')"
+        ),
     ] = None,
     layout: Annotated[str, typer.Option(help="layout of the source (default: detect)")] = "auto",
     assume_spacing: Annotated[
@@ -215,14 +248,20 @@ def data_convert(
         typer.Option(help="voxel size in mm to write instead of the files' own"),
     ] = None,
 ) -> None:
-    """Rewrite a dataset in another layout as NIfTI with each case's own geometry. Labels
-    change only through --label-map; nothing is overwritten."""
+    """Rewrite a dataset in another layout: 3D as NIfTI with each case's own geometry, 2D
+    with images copied byte for byte and boxes in the target's convention. Labels change
+    only through --label-map; nothing is overwritten."""
     from dentpy.data.convert import convert_dataset, parse_label_map
-    from dentpy.data.dataset import open_dataset
+    from dentpy.data.convert2d import convert_images
+    from dentpy.data.dataset import open_any
+    from dentpy.data.samples2d import ImageDataset
 
-    dataset = open_dataset(source, layout, assume_spacing)
-    mapping = parse_label_map(label_map or [], dataset.labels)
-    written = convert_dataset(dataset, destination, to, mapping)
+    dataset = open_any(source, layout, assume_spacing)
+    if isinstance(dataset, ImageDataset):
+        written = convert_images(dataset, destination, to, label_map)
+    else:
+        mapping = parse_label_map(label_map or [], dataset.labels)
+        written = convert_dataset(dataset, destination, to, mapping)
     n = len(dataset.records) + len(dataset.test_records)
     typer.echo(f"wrote {n} cases ({dataset.layout} -> {to}) to {written}")
 
@@ -237,14 +276,14 @@ def data_split(
     test: Annotated[float, typer.Option(help="share of patients for the test split")] = 0.2,
     folds: Annotated[int | None, typer.Option(help="also write K folds (folds.json)")] = None,
     seed: Annotated[int, typer.Option(help="same seed, same split")] = 0,
-    layout: Annotated[str, typer.Option(help="auto | nnunet | msd | pulpy | toothfairy")] = "auto",
+    layout: Annotated[str, typer.Option(help=LAYOUT_HELP)] = "auto",
 ) -> None:
     """Write a patient-level splits.json into the dataset (training then uses it), or, if
     the dataset has one, check it: no patient may sit in two splits."""
-    from dentpy.data.dataset import open_dataset
+    from dentpy.data.dataset import open_any
     from dentpy.data.split_files import split_dataset
 
-    report = split_dataset(open_dataset(path, layout), val, test, seed, folds)
+    report = split_dataset(open_any(path, layout), val, test, seed, folds)
     verb = "checked the dataset's splits.json" if report.source == "checked" else "wrote"
     typer.echo(f"{verb}: no patient is in two splits")
     for name, count in report.counts.items():

@@ -36,7 +36,20 @@ class Objective(_Section):
 
 class Input(_Section):
     data: str = "data"
-    layout: Literal["auto", "nnunet", "msd", "pulpy", "toothfairy", "files"] = "auto"
+    layout: Literal[
+        "auto",
+        "nnunet",
+        "msd",
+        "pulpy",
+        "toothfairy",
+        "files",
+        "coco",
+        "yolo",
+        "tufts",
+        "imagefolder",
+        "csv",
+        "images",
+    ] = "auto"
     modality: Literal["cbct", "ct"] = "cbct"
     dimensionality: Literal["3d"] = "3d"
     # For datasets whose files store a wrong spacing (Pulpy3D stores 1.0 mm).

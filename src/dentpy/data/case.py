@@ -132,7 +132,8 @@ class CaseRecord:
         return text.replace(str(path.parent.resolve()) + "/", "")
 
     def _read(self, path: Path, reader: Callable[[Path], V]) -> V:
-        if not path.is_file():
+        # An image may be a DICOM series folder; labels are always files.
+        if not (path.is_file() or (path.is_dir() and path == self.image_path)):
             is_label = path != self.image_path
             raise self._error(
                 path,

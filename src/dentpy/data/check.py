@@ -17,6 +17,7 @@ import numpy as np
 
 from dentpy.data.case import Case, CaseRecord
 from dentpy.data.dataset import Dataset
+from dentpy.data.samples2d import ImageDataset
 from dentpy.errors import DentpyError
 
 
@@ -52,11 +53,15 @@ class CheckReport:
 
 
 def check_dataset(
-    dataset: Dataset,
+    dataset: Dataset | ImageDataset,
     pictures: Path | None = None,
     on_case: Callable[[], None] | None = None,
 ) -> CheckReport:
     """Load every record (training and test); report problems; fingerprint the rest."""
+    if isinstance(dataset, ImageDataset):
+        from dentpy.data.check2d import check_images
+
+        return check_images(dataset, pictures, on_case)
     problems: list[Problem] = []
     sound: set[str] = set()
     drawn: list[Path] = []

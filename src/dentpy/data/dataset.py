@@ -16,7 +16,7 @@ Example::
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -24,10 +24,14 @@ from typing import Any
 import numpy as np
 
 from dentpy.data.case import Case, CaseRecord, checked_spacing
+from dentpy.data.samples2d import ImageDataset
 from dentpy.errors import InputDataError
 from dentpy.registry import did_you_mean
 
-LAYOUTS: tuple[str, ...] = ("nnunet", "msd", "pulpy", "toothfairy", "files")
+LAYOUTS_3D: tuple[str, ...] = ("nnunet", "msd", "pulpy", "toothfairy", "files")
+# 2D layouts hold X-rays and photos with class labels or boxes (`samples2d.ImageDataset`).
+LAYOUTS_2D: tuple[str, ...] = ("coco", "yolo", "tufts", "imagefolder", "csv", "images")
+LAYOUTS: tuple[str, ...] = LAYOUTS_3D + LAYOUTS_2D
 
 # Foreground voxels sampled per case for intensity statistics: enough for stable
 # percentiles, small enough that a fingerprint of hundreds of CBCTs stays in memory.
@@ -125,13 +129,47 @@ def open_dataset(
     layout: str = "auto",
     assume_spacing_mm: tuple[float, float, float] | None = None,
 ) -> Dataset:
-    """Open a dataset folder (or a single volume file) in one of `LAYOUTS`.
+    """Open a 3D dataset folder (or a single volume file) in one of `LAYOUTS_3D`.
 
     `layout="auto"` detects it; `assume_spacing_mm` overrides the voxel size stored in the
-    files (Pulpy3D stores 1.0 mm for ~0.3 mm scans).
+    files (Pulpy3D stores 1.0 mm for ~0.3 mm scans). A 2D dataset is refused with a message
+    saying what it is; `open_any` opens both kinds.
     """
+    dataset = open_any(path, layout, assume_spacing_mm)
+    if not isinstance(dataset, Dataset):
+        raise InputDataError(
+            f"{dataset.root.name}: a 2D {dataset.task} dataset ({dataset.layout} layout), "
+            "where 3D volumes were expected",
+            expected=f"a 3D layout: {', '.join(LAYOUTS_3D)}",
+            found=f"{len(dataset.records) + len(dataset.test_records)} 2D images"
+            + (f", classes {', '.join(dataset.classes[:8])}" if dataset.classes else ""),
+            fix="point the spec's input.data at a CBCT/CT dataset; 2D images are used by "
+            "the 2D tasks (classification, detection)",
+        )
+    return dataset
+
+
+def open_any(
+    path: str | Path,
+    layout: str = "auto",
+    assume_spacing_mm: tuple[float, float, float] | None = None,
+) -> Dataset | ImageDataset:
+    """Open any dataset dentpy reads: 3D (`Dataset`) or 2D (`ImageDataset`)."""
     # Imported here: the layout modules build Datasets, so they import this module.
-    from dentpy.data.layouts import files, msd, nnunet, pulpy, toothfairy
+    from dentpy.data.layouts import (
+        coco,
+        csv_labels,
+        files,
+        imagefolder,
+        images,
+        msd,
+        nnunet,
+        optional_splits,
+        pulpy,
+        toothfairy,
+        tufts,
+        yolo,
+    )
     from dentpy.data.layouts.detect import detect_layout
 
     path = Path(path)
@@ -148,19 +186,40 @@ def open_dataset(
     if not path.exists():
         raise InputDataError(
             f"{path.name or path}: dataset not found",
-            expected="an existing dataset folder or volume file",
+            expected="an existing dataset folder or image/volume file",
             found="nothing at that path",
             fix="check the path",
         )
     chosen = detect_layout(path) if layout == "auto" else layout
-    readers = {
+    readers: dict[str, Callable[[Path], Dataset | ImageDataset]] = {
         "nnunet": nnunet.read,
         "msd": msd.read,
         "pulpy": pulpy.read,
         "toothfairy": toothfairy.read,
         "files": files.read,
+        "coco": coco.read,
+        "yolo": yolo.read,
+        "tufts": tufts.read,
+        "imagefolder": imagefolder.read,
+        "csv": csv_labels.read,
+        "images": images.read,
     }
     dataset = readers[chosen](path)
+    if isinstance(dataset, ImageDataset):
+        if assume_spacing_mm is not None:
+            raise InputDataError(
+                f"{dataset.root.name}: assume_spacing_mm given for a 2D dataset",
+                expected="no voxel size for 2D images (their pixel size comes from DICOM tags)",
+                found=repr(assume_spacing_mm),
+                fix="remove assume_spacing_mm / --assume-spacing",
+            )
+        if dataset.predefined_splits is None and dataset.root.is_dir():
+            # A splits.json written by `dentpy data split` names images by their source name.
+            names = {r.source_name for r in (*dataset.records, *dataset.test_records)}
+            splits = optional_splits(dataset.root, names)
+            if splits is not None:
+                dataset = replace(dataset, predefined_splits=splits)
+        return dataset
     # A layout may know its spacing (ToothFairy: 0.3 mm); an explicit value always wins.
     return replace(dataset, assume_spacing_mm=assume_spacing_mm or dataset.assume_spacing_mm)
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dentpy.data.dataset import Dataset
+from dentpy.data.samples2d import ImageDataset
 from dentpy.data.split import check_split, k_folds, split_by_patient
 from dentpy.errors import OutputError
 
@@ -27,9 +28,9 @@ class SplitReport:
 
 
 def _counts(
-    dataset: Dataset, splits: dict[str, list[str]]
+    dataset: Dataset | ImageDataset, splits: dict[str, list[str]]
 ) -> tuple[dict[str, int], dict[str, int]]:
-    patient_of = {r.case_id: r.patient_id for r in dataset.records}
+    patient_of = {r.case_id: r.patient_id for r in (*dataset.records, *dataset.test_records)}
     cases = {name: len(ids) for name, ids in splits.items()}
     patients = {name: len({patient_of[i] for i in ids}) for name, ids in splits.items()}
     return cases, patients
@@ -50,7 +51,7 @@ def _write_new(path: Path, data: object) -> Path:
 
 
 def split_dataset(
-    dataset: Dataset,
+    dataset: Dataset | ImageDataset,
     val_fraction: float = 0.2,
     test_fraction: float = 0.2,
     seed: int = 0,
@@ -60,7 +61,9 @@ def split_dataset(
     patients = {r.case_id: r.patient_id for r in dataset.records}
     if dataset.predefined_splits is not None:
         splits = {k: list(v) for k, v in dataset.predefined_splits.items()}
-        check_split(splits, patients)  # raises on a patient in two splits
+        # A predefined test split may hold the dataset's test records (ImageFolder test/).
+        everyone = {r.case_id: r.patient_id for r in (*dataset.records, *dataset.test_records)}
+        check_split(splits, everyone)  # raises on a patient in two splits
         cases, per_patient = _counts(dataset, splits)
         return SplitReport("checked", cases, per_patient, ())
     splits = split_by_patient(patients, val_fraction, test_fraction, seed)

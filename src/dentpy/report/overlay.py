@@ -1,6 +1,6 @@
 """Overlay PNGs: a segmentation drawn on its scan, through the slices where it matters.
 
-For each class the picture shows the slice (axial and coronal, in canonical RAS order so
+For each class the picture shows the slice (axial, coronal and sagittal, in canonical RAS order so
 the patient's left is on the picture's right, radiological convention) that contains the
 most voxels of that class. Written with matplotlib's Agg backend: no display needed.
 """
@@ -21,7 +21,8 @@ COLORS = ["#e6194b", "#ffe119", "#4363d8", "#3cb44b", "#f58231", "#911eb4", "#46
 def save_overlay(
     image: IntensityImage, labels: LabelMap, class_names: Sequence[str], path: str | Path
 ) -> Path:
-    """Write a PNG with one row per class present: axial and coronal slice through it."""
+    """Write a PNG with one row per class present: axial, coronal and sagittal slices
+    through the class's largest cross-section."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -35,15 +36,18 @@ def save_overlay(
     spacing = orientation.canonical_spacing_mm
     present = [(i, n) for i, n in enumerate(class_names, start=1) if (seg == i).any()]
     rows = max(1, len(present))
-    figure, axes = plt.subplots(rows, 2, figsize=(10, 4 * rows), squeeze=False)
+    figure, axes = plt.subplots(rows, 3, figsize=(14, 4 * rows), squeeze=False)
     colormap = ListedColormap(["none", *COLORS[: len(class_names)]])
     for row, (index, name) in enumerate(present or [(0, "no structure predicted")]):
         mask = seg == index
         k = int(mask.sum(axis=(0, 1)).argmax()) if index else gray.shape[2] // 2
         j = int(mask.sum(axis=(0, 2)).argmax()) if index else gray.shape[1] // 2
+        i = int(mask.sum(axis=(1, 2)).argmax()) if index else gray.shape[0] // 2
         views = (
             (gray[:, :, k], seg[:, :, k], f"{name}: axial slice {k}", spacing[1] / spacing[0]),
             (gray[:, j, :], seg[:, j, :], f"{name}: coronal slice {j}", spacing[2] / spacing[0]),
+            # Sagittal: anterior on the left, superior up.
+            (gray[i, :, :], seg[i, :, :], f"{name}: sagittal slice {i}", spacing[2] / spacing[1]),
         )
         for column, (picture, overlay, title, aspect) in enumerate(views):
             axis = axes[row][column]

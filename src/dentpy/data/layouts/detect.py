@@ -8,8 +8,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dentpy.data.image2d import IMAGE2D_SUFFIXES, is_image2d_file
 from dentpy.data.io import VOLUME_SUFFIXES, is_volume_file
-from dentpy.data.layouts import listing, msd, read_json, visible_entries
+from dentpy.data.layouts import (
+    coco,
+    csv_labels,
+    imagefolder,
+    listing,
+    msd,
+    read_json,
+    tufts,
+    visible_entries,
+    yolo,
+)
+from dentpy.data.layouts.files import is_dicom_series
 from dentpy.data.layouts.nnunet import find_root, is_msd
 from dentpy.data.layouts.pulpy import case_folders
 from dentpy.data.layouts.toothfairy import case_folders as toothfairy_folders
@@ -20,7 +32,11 @@ LOOKED_FOR = (
     "msd: Decathlon dataset.json with modality + training list (here or in one Task*/); "
     "pulpy: <patient>/data.nii.gz folders; "
     "toothfairy: <patient>/data.npy folders; "
-    f"files: volume files ({', '.join(VOLUME_SUFFIXES)})"
+    f"files: volume files ({', '.join(VOLUME_SUFFIXES)}); "
+    "yolo: data.yaml; coco: a COCO .json with images/annotations; "
+    "tufts: Radiographs/ + Segmentation/teeth_bbox.json; csv: labels.csv (image,label); "
+    "imagefolder: <class>/ folders of images; "
+    f"images: 2D image files ({', '.join(IMAGE2D_SUFFIXES)})"
 )
 
 
@@ -37,11 +53,14 @@ def detect_layout(path: str | Path) -> str:
     if path.is_file():
         if is_volume_file(path):
             return "files"
+        if is_image2d_file(path):
+            return "images"
         raise InputDataError(
-            f"{path.name}: not a file dentpy can read as a volume",
-            expected=f"a file ending in {', '.join(VOLUME_SUFFIXES)}",
+            f"{path.name}: not a file dentpy can read",
+            expected=f"a volume ({', '.join(VOLUME_SUFFIXES)}) or a 2D image "
+            f"({', '.join(IMAGE2D_SUFFIXES)})",
             found=path.name,
-            fix="convert the scan to NIfTI (.nii.gz), or pass a dataset folder",
+            fix="convert the scan to NIfTI (.nii.gz) or the image to PNG, or pass a dataset folder",
         )
     root = find_root(path)
     if root is not None:
@@ -58,9 +77,17 @@ def detect_layout(path: str | Path) -> str:
         return "pulpy"
     if toothfairy_folders(path):
         return "toothfairy"
+    # 2D layouts: side files first (they name their images), folder structure last.
+    for name, module in (("yolo", yolo), ("tufts", tufts), ("coco", coco), ("csv", csv_labels)):
+        if module.looks_like(path):
+            return name
+    if imagefolder.looks_like(path):
+        return "imagefolder"
     entries = visible_entries(path)
-    if any(is_volume_file(p) for p in entries):
+    if is_dicom_series(path) or any(is_volume_file(p) or is_dicom_series(p) for p in entries):
         return "files"
+    if any(is_image2d_file(p) for p in entries):
+        return "images"
     raise InputDataError(
         f"{path.name}: no known dataset layout found",
         expected=LOOKED_FOR,
@@ -71,11 +98,12 @@ def detect_layout(path: str | Path) -> str:
 
 
 def _hint(entries: list[Path]) -> str:
-    """A specific hint for formats that are recognisable but not read yet."""
+    """A specific hint for near-misses: the usual reason a known dataset was not recognised."""
     names = {p.name.lower() for p in entries}
-    inner = {c.name.lower() for p in entries if p.is_dir() for c in visible_entries(p)}
-    if "data.npy" in inner:
-        return "ToothFairy .npy folders are not supported yet; convert data.npy to NIfTI"
-    if any(n.endswith(".dcm") for n in names | inner):
-        return "DICOM series are not supported by this reader yet; convert to NIfTI"
+    if "dataset.json" in names:
+        return "dataset.json found but no imagesTr/ (nnU-Net) or training list (MSD) next to it"
+    if "data.yaml" in names or "data.yml" in names:
+        return "a YOLO data.yaml needs train/val entries pointing at image folders"
+    if any(n.endswith(".csv") for n in names):
+        return "a CSV of labels needs the header image,label[,patient][,split]"
     return ""

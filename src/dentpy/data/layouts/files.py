@@ -1,8 +1,9 @@
-"""Layout "files": one volume file, or a folder of volume files, without labels.
+"""Layout "files": volume files or DICOM series, without labels.
 
-This is what `dentpy predict` reads: every file becomes a test record and there is no
-training pool. Only the folder's own files count (no recursion), so a stray subfolder of
-outputs is never predicted on by accident.
+This is what `dentpy predict` reads: every volume becomes a test record and there is no
+training pool. Accepted: one volume file; one DICOM series folder; a folder of volume files
+and/or DICOM series subfolders (one scan per subfolder, as clinics export them). Only one
+level is looked at, so a stray subfolder of outputs is never predicted on by accident.
 """
 
 from __future__ import annotations
@@ -15,11 +16,39 @@ from dentpy.data.io import VOLUME_SUFFIXES, is_volume_file, volume_suffix
 from dentpy.data.layouts import listing, relative_name, visible_entries
 from dentpy.errors import InputDataError
 
+DICOM_SLICE_SUFFIXES = (".dcm", ".dicom", ".ima", "")
+
+
+def is_dicom_series(folder: Path) -> bool:
+    """Whether `folder` holds slices of a 3D DICOM series (judged from one header).
+
+    2D radiographs (panoramic, intraoral) stored as DICOM carry no ImagePositionPatient;
+    CT/CBCT slices do.
+    """
+    if not folder.is_dir():
+        return False
+    candidates = [
+        p
+        for p in visible_entries(folder)
+        if p.is_file() and p.suffix.lower() in DICOM_SLICE_SUFFIXES and p.name != "DICOMDIR"
+    ]
+    if len(candidates) < 2:
+        return False
+    import pydicom
+
+    for candidate in candidates[:3]:
+        try:
+            header = pydicom.dcmread(candidate, stop_before_pixels=True)
+        except Exception:  # not DICOM or damaged: the series reader reports it on load
+            continue
+        return "ImagePositionPatient" in header
+    return False
+
 
 def read(path: Path) -> Dataset:
     path = Path(path)
     if path.is_file():
-        root, files = path.parent, [path]
+        root, scans = path.parent, [path]
         if not is_volume_file(path):
             raise InputDataError(
                 f"{path.name}: not a volume file dentpy can read",
@@ -27,31 +56,36 @@ def read(path: Path) -> Dataset:
                 found=volume_suffix(path) or "no suffix",
                 fix="convert the scan to NIfTI (.nii.gz)",
             )
+    elif is_dicom_series(path):
+        root, scans = path.parent, [path]
     else:
         root = path
-        files = [p for p in visible_entries(path) if is_volume_file(p)]
-        if not files:
+        scans = [p for p in visible_entries(path) if is_volume_file(p) or is_dicom_series(p)]
+        if not scans:
             raise InputDataError(
-                f"{path.name}: folder holds no volume files",
-                expected=f"files ending in {', '.join(VOLUME_SUFFIXES)}",
+                f"{path.name}: folder holds no volume files or DICOM series",
+                expected=f"files ending in {', '.join(VOLUME_SUFFIXES)}, or folders of "
+                "DICOM slices",
                 found=listing(p.name for p in visible_entries(path)) or "an empty folder",
                 fix="point dentpy at the folder (or file) holding the scans",
             )
     records = []
     seen: dict[str, str] = {}
-    for file in files:
-        # The case name is the file name without its volume suffix ("scan.nii.gz" -> "scan").
-        name = file.name[: len(file.name) - len(volume_suffix(file))]
+    for scan in scans:
+        # The case name is the file name without its volume suffix ("scan.nii.gz" -> "scan"),
+        # or the series folder's name.
+        suffix = "" if scan.is_dir() else volume_suffix(scan)
+        name = scan.name[: len(scan.name) - len(suffix)]
         case_id = pseudonym(name)
         if case_id in seen:
             raise InputDataError(
-                f"{relative_name(file, root)}: two files give the same case name",
-                expected="one file per case name",
-                found=f"{seen[case_id]} and {relative_name(file, root)}",
+                f"{relative_name(scan, root)}: two scans give the same case name",
+                expected="one file or series folder per case name",
+                found=f"{seen[case_id]} and {relative_name(scan, root)}",
                 fix="rename or remove one of them",
             )
-        seen[case_id] = relative_name(file, root)
-        records.append(CaseRecord(case_id, case_id, file, root=root, source_name=name))
+        seen[case_id] = relative_name(scan, root)
+        records.append(CaseRecord(case_id, case_id, scan, root=root, source_name=name))
     return Dataset(
         root=root,
         layout="files",

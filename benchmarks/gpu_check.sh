@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# One prepared GPU session (see docs/performance.md): the CUDA test, the demo on the GPU,
+# and the training-throughput benchmark against the MONAI reference on the same card.
+# Expects dentpy's dependencies that the GPU image lacks as wheels in .whl/ (pip download).
+# Writes logs and the demo's pictures under $OUT.
+set -uo pipefail
+OUT=${OUT:-/tmp/gpu_check}
+mkdir -p "$OUT"
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site:$PWD/src
+else
+  export PYTHONPATH=$PWD/src
+fi
+export PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+python3 -c "import torch, monai; print('torch', torch.__version__, 'monai', monai.__version__, 'cuda', torch.cuda.is_available())"
+echo "== 1. CUDA test"
+timeout 180 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tail -15
+echo "== 2. demo on the GPU"
+start=$(date +%s)
+timeout 240 python3 -c "import sys; from dentpy.cli import main; sys.argv=['dentpy','demo','--out','$OUT/demo','--minutes','3']; main()" >"$OUT/demo.log" 2>&1
+echo "demo exit $? in $(( $(date +%s) - start )) s"
+tail -40 "$OUT/demo.log"
+cp "$OUT"/demo/runs/*/evaluation/test/summary.json "$OUT/demo_summary.json" 2>/dev/null
+find "$OUT/demo" -name "*.png" | head -2 | while read -r f; do cp "$f" "$OUT/$(basename "$f")"; done
+rm -rf "$OUT/demo"
+echo "== 3. training throughput, dentpy vs MONAI reference, same GPU"
+timeout 100 python3 benchmarks/train_step.py --profile ci --steps 20 --repeats 3 --patch 96 --batch 2 2>&1 | tail -4
+timeout 100 python3 benchmarks/train_step.py --profile ci --steps 20 --repeats 3 --patch 96 --batch 2 --bf16 2>&1 | tail -4
