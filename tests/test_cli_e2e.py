@@ -108,6 +108,13 @@ def test_predict_keeps_the_input_geometry_and_volume_measures_it(workspace: Path
         assert row["volume_mm3"] == pytest.approx(row["voxels"] * 1.0, rel=1e-4)
 
 
+def test_predict_takes_a_folder_of_scans(workspace: Path) -> None:
+    folder = workspace / "data" / "Dataset001_SynthCBCT" / "imagesTs"
+    out = workspace / "pred_folder"
+    invoke("predict", str(workspace / "runs" / "ian-cbct"), str(folder), "--out", str(out))
+    assert len(list(out.glob("*_seg.nii.gz"))) == len(list(folder.glob("*.nii.gz"))) == 1
+
+
 def test_resume_continues_from_the_last_checkpoint(workspace: Path) -> None:
     run = workspace / "runs" / "ian-cbct"
     invoke("train", str(run), "train.iterations=6", "--resume", "--no-progress")

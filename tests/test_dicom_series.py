@@ -131,3 +131,23 @@ def test_mixed_orientation(tmp_path: Path) -> None:
     ds.save_as(tmp_path / "s04.dcm")
     text = _err(tmp_path)
     assert "orientation" in text and "s04.dcm" in text
+
+
+def test_series_folders_are_detected_as_scans_to_predict_on(tmp_path: Path) -> None:
+    from dentpy.data.dataset import open_dataset
+    from dentpy.data.layouts.detect import detect_layout
+
+    clinic = tmp_path / "export"
+    _write(clinic / "scan_a", series="1.2.3.4")
+    _write(clinic / "scan_b", n=4, series="1.2.3.5")
+    (clinic / "notes.txt").write_text("not a scan")
+    assert detect_layout(clinic) == "files"
+    assert detect_layout(clinic / "scan_a") == "files"
+    dataset = open_dataset(clinic)
+    assert sorted(r.source_name for r in dataset.test_records) == ["scan_a", "scan_b"]
+    shapes = sorted(dataset.load(r).image.shape for r in dataset.test_records)
+    assert shapes == [(8, 10, 4), (8, 10, 6)]
+    single = open_dataset(clinic / "scan_a")
+    assert [r.source_name for r in single.test_records] == ["scan_a"]
+    # No patient name from the DICOM headers reaches the record.
+    assert "DOE" not in repr(single.test_records) and "CANARY" not in repr(single.test_records)

@@ -348,7 +348,10 @@ def evaluate(
 @app.command(epilog="Example: `dentpy predict runs/pulp-cbct scan.nii.gz --out predictions`")
 def predict(
     run: Annotated[Path, typer.Argument(help="run folder")],
-    inputs: Annotated[list[Path], typer.Argument(help="NIfTI/MHA/NRRD volumes")],
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(help="NIfTI/MHA/NRRD volumes, DICOM series folders, or folders of them"),
+    ],
     out: Annotated[Path, typer.Option(help="output folder")] = Path("predictions"),
     keep_largest: Annotated[
         list[str] | None,

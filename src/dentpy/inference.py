@@ -109,15 +109,20 @@ def predict_files(
 ) -> list[Path]:
     """Segment each input volume with a trained run; writes `<name>_seg.nii.gz` per input.
 
-    `keep_largest` lists classes reduced to their largest component; None uses the run's
-    spec (`postprocess.keep_largest`). `overlay` also writes `<name>_overlay.png`."""
-    from dentpy.data.io import read_image, volume_suffix, write_volume
+    Each input is a volume file, a DICOM series folder, or a folder of those (as `dentpy
+    data check` reads them). `keep_largest` lists classes reduced to their largest
+    component; None uses the run's spec (`postprocess.keep_largest`). `overlay` also writes
+    `<name>_overlay.png`."""
+    from dentpy.data.io import read_image, write_volume
+    from dentpy.data.layouts.files import read as read_scans
     from dentpy.engine.run import load_trained
 
+    # All inputs are listed (and bad ones refused) before the model is loaded.
+    scans = [record for path in inputs for record in read_scans(Path(path)).test_records]
     trained = load_trained(Path(run_dir), checkpoint=checkpoint)
     written = []
-    for path in map(Path, inputs):
-        image = read_image(path)
+    for scan in scans:
+        image = read_image(scan.image_path)
         prediction = predict_volume(
             trained.model,
             image,
@@ -138,7 +143,7 @@ def predict_files(
                 fix=did_you_mean(unknown[0], names),
             )
         prediction = postprocess(prediction, names, chosen)
-        stem = path.name[: -len(volume_suffix(path))]
+        stem = scan.source_name
         written.append(write_volume(prediction, Path(out_dir) / f"{stem}_seg.nii.gz"))
         if overlay:
             from dentpy.report.overlay import save_overlay

@@ -128,7 +128,7 @@ def _pictures(
     counts = fingerprint.get("class_counts") or fingerprint.get("box_counts") or {}
     if counts:
         unit = "images" if "class_counts" in fingerprint else "boxes"
-        figure, axis = plt.subplots(figsize=(7, 0.6 + 0.35 * len(counts)))
+        figure, axis = plt.subplots(figsize=(7, max(2.4, 0.6 + 0.35 * len(counts))))
         labels = list(counts)
         axis.barh(labels, [counts[k] for k in labels], color="#4363d8")
         for y, label in enumerate(labels):
