@@ -91,3 +91,19 @@ def test_cosine_and_poly_decay_to_the_floor() -> None:
         for _ in range(10):
             schedule.step()
         assert schedule.lr == pytest.approx(0.01, abs=1e-6)
+
+
+def test_cross_entropy_losses_equal_the_reference_implementations() -> None:
+    import torch
+    from monai.losses import DiceCELoss
+
+    from dentpy.losses import build_loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 6, 6, 6)
+    target = torch.randint(0, 4, (2, 1, 6, 6, 6))
+    reference = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
+    torch.testing.assert_close(build_loss("dice_ce")(logits, target), reference(logits, target))
+    torch.testing.assert_close(
+        build_loss("ce")(logits, target), torch.nn.functional.cross_entropy(logits, target[:, 0])
+    )

@@ -16,11 +16,38 @@ LossFactory = Callable[[], "torch.nn.Module"]
 LOSSES: Registry[LossFactory] = Registry("loss")
 
 
+def _cross_entropy() -> torch.nn.Module:
+    """Cross-entropy as -sum(one_hot * log_softmax), averaged over voxels.
+
+    The same value as `torch.nn.functional.cross_entropy`, but built from ops that have
+    deterministic CUDA kernels: PyTorch's nll_loss2d/3d forward has none, so
+    `constraints.deterministic=true` on a GPU would otherwise stop at the first step.
+    """
+    import torch
+
+    class _CrossEntropy(torch.nn.Module):
+        def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            log_p = torch.log_softmax(logits, dim=1)
+            classes = target.long().clamp(0, logits.shape[1] - 1)
+            picked = torch.gather(log_p, 1, classes)
+            return -picked.mean()
+
+    return _CrossEntropy()
+
+
 @LOSSES.register("dice_ce", help="soft Dice (foreground classes) + cross-entropy, equal weights")
 def _dice_ce() -> torch.nn.Module:
-    from monai.losses import DiceCELoss
+    import torch
+    from monai.losses import DiceLoss
 
-    return DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
+    dice = DiceLoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
+    cross_entropy = _cross_entropy()
+
+    class _DiceCE(torch.nn.Module):
+        def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            return dice(logits, target) + cross_entropy(logits, target)
+
+    return _DiceCE()
 
 
 @LOSSES.register("dice", help="soft Dice over foreground classes")
@@ -32,13 +59,7 @@ def _dice() -> torch.nn.Module:
 
 @LOSSES.register("ce", help="cross-entropy")
 def _ce() -> torch.nn.Module:
-    import torch
-
-    class _CrossEntropy(torch.nn.Module):
-        def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-            return torch.nn.functional.cross_entropy(logits, target[:, 0].long())
-
-    return _CrossEntropy()
+    return _cross_entropy()
 
 
 @LOSSES.register("dice_focal", help="soft Dice + focal loss (gamma 2)")

@@ -200,9 +200,13 @@ def train(
     )
     if spec.constraints.threads:
         torch.set_num_threads(spec.constraints.threads)
-    if spec.constraints.deterministic:
-        torch.use_deterministic_algorithms(True)
     device = choose_device(spec.constraints.device)
+    if spec.constraints.deterministic:
+        if device.type == "cuda":
+            # cuBLAS needs a fixed workspace for reproducible matrix products; it is read when
+            # cuBLAS first initialises, which is after this point.
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = not spec.constraints.deterministic
     amp_dtype = autocast_dtype(device, spec.constraints.precision)
