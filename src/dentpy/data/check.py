@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from dentpy.data.case import Case, CaseRecord
+from dentpy.data.case import Case, CaseRecord, present_values
 from dentpy.data.dataset import Dataset
+from dentpy.data.numbering import mixed_schemes
 from dentpy.data.samples2d import ImageDataset
 from dentpy.errors import DentpyError
 
@@ -65,6 +66,7 @@ def check_dataset(
     problems: list[Problem] = []
     sound: set[str] = set()
     drawn: list[Path] = []
+    values_by_case: dict[str, list[int]] = {}
     for record in (*dataset.records, *dataset.test_records):
         try:
             case = dataset.load(record)
@@ -72,10 +74,15 @@ def check_dataset(
             problems.append(Problem(record.case_id, str(error)))
         else:
             sound.add(record.case_id)
+            if case.label is not None:
+                values_by_case[record.case_id] = present_values(case.label.array)
             if pictures is not None and case.label is not None:
                 drawn.append(_case_picture(dataset, case, pictures))
         if on_case is not None:
             on_case()
+    mixed = mixed_schemes(values_by_case)
+    if mixed is not None:
+        problems.append(_mixed_numbering(mixed))
     healthy = replace(
         dataset,
         records=tuple(r for r in dataset.records if r.case_id in sound),
@@ -91,6 +98,20 @@ def check_dataset(
         problems=tuple(problems),
         fingerprint=fingerprint,
         pictures=tuple(drawn),
+    )
+
+
+def _mixed_numbering(by_scheme: dict[str, list[str]]) -> Problem:
+    fdi, universal = sorted(by_scheme["fdi"]), sorted(by_scheme["universal"])
+    return Problem(
+        "dataset",
+        "cases use different tooth numbering schemes (FDI and Universal)\n"
+        f"  expected: one scheme for every case\n"
+        f"  found: {len(fdi)} case(s) with FDI-only ids 33-48 (e.g. {', '.join(fdi[:3])}); "
+        f"{len(universal)} case(s) with Universal-only ids 19/20/29/30 and none above 32 "
+        f"(e.g. {', '.join(universal[:3])})\n"
+        "  fix: renumber the Universal cases to FDI (dentpy.data.fdi.universal_to_fdi gives "
+        "the table) with an explicit --label-map in `dentpy data convert`",
     )
 
 

@@ -93,7 +93,9 @@ def detect_layout(path: str | Path) -> str:
         expected=LOOKED_FOR,
         found=listing((p.name + ("/" if p.is_dir() else "") for p in entries), limit=8)
         or "an empty folder",
-        fix=_hint(entries) or "arrange the data in one of these layouts, or pass layout=",
+        fix=_hint(entries)
+        or "arrange the data in one of these layouts, or name one with --layout "
+        "(spec: input.layout)",
     )
 
 
