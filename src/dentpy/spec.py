@@ -26,12 +26,31 @@ class _Section(BaseModel):
 
 
 class Objective(_Section):
-    task: Literal["segmentation"] = "segmentation"
-    output: Literal["semantic"] = "semantic"
-    # Dataset label names to learn; every other label becomes background. `left_*`/`right_*`
-    # names are side-specific, so a left/right flip swaps them.
+    task: Literal["segmentation", "classification"] = "segmentation"
+    # segmentation: semantic. classification: binary (present/absent), multiclass, or
+    # ordinal (grades in class order, e.g. sound < mild < moderate < severe).
+    output: Literal["semantic", "binary", "multiclass", "ordinal"] = "semantic"
+    # Segmentation: dataset label names to learn; every other label becomes background.
+    # `left_*`/`right_*` names are side-specific, so a left/right flip swaps them.
+    # Classification: the classes in order ("auto": the dataset's order).
     classes: list[str] | Literal["auto"] = "auto"
+    # Binary classification: the class that counts as positive (e.g. "caries"); "auto"
+    # recognises the negative one by name (sound, healthy, normal, negative, absent, no, 0).
+    positive_class: str = "auto"
     report_volumes: bool = True
+
+    @model_validator(mode="after")
+    def _output_fits_task(self) -> Objective:
+        allowed = {
+            "segmentation": ("semantic",),
+            "classification": ("binary", "multiclass", "ordinal"),
+        }
+        if self.output not in allowed[self.task]:
+            raise ValueError(
+                f"objective.output {self.output!r} does not fit objective.task {self.task!r}; "
+                f"use one of {', '.join(allowed[self.task])}"
+            )
+        return self
 
 
 class Input(_Section):
@@ -50,15 +69,16 @@ class Input(_Section):
         "csv",
         "images",
     ] = "auto"
-    modality: Literal["cbct", "ct"] = "cbct"
-    dimensionality: Literal["3d"] = "3d"
+    modality: Literal["cbct", "ct", "xray", "photo"] = "cbct"
+    dimensionality: Literal["3d", "2d"] = "3d"
     # For datasets whose files store a wrong spacing (Pulpy3D stores 1.0 mm).
     assume_spacing_mm: tuple[float, float, float] | None = None
 
 
 class Metrics(_Section):
-    # What model selection maximises on the validation split.
-    select_by: Literal["dice"] = "dice"
+    # What model selection maximises on the validation split. "auto": Dice (segmentation),
+    # ROC-AUC (binary), balanced accuracy (multiclass), quadratic weighted kappa (ordinal).
+    select_by: Literal["auto", "dice", "roc_auc", "balanced_accuracy", "kappa"] = "auto"
     report: list[str] = Field(
         default_factory=lambda: [
             "dice",
@@ -82,19 +102,37 @@ class Constraints(_Section):
     threads: int | None = Field(default=None, ge=1)
     time_budget_minutes: float | None = Field(default=None, gt=0)
     deterministic: bool = False
+    # Classification with rare classes: "auto" picks from the training split's class counts
+    # (weighted loss when the rarest class has under a third of the commonest's images).
+    class_imbalance: Literal["auto", "none", "weighted_loss", "balanced_sampler", "focal"] = "auto"
 
 
 class Evaluation(_Section):
     val_fraction: float = Field(default=0.2, gt=0, lt=1)
     test_fraction: float = Field(default=0.2, ge=0, lt=1)
     split_seed: int = 0
-    baselines: list[Literal["threshold"]] = Field(default_factory=lambda: ["threshold"])  # type: ignore[arg-type]
+    # Segmentation: "threshold" (best training-set intensity window per class).
+    # Classification: "majority" (always the commonest training class) and
+    # "intensity_logistic" (logistic regression on simple gray-value features).
+    baselines: list[Literal["threshold", "majority", "intensity_logistic"]] | Literal["auto"] = (
+        "auto"
+    )
+    # Binary classification: how the decision threshold is chosen, on validation only:
+    # "youden" maximises sensitivity + specificity - 1; "sensitivity" takes the highest
+    # threshold reaching `target_sensitivity`.
+    threshold: Literal["youden", "sensitivity"] = "youden"
+    target_sensitivity: float = Field(default=0.9, gt=0, le=1)
+    # Bootstrap resamples (over patients) for the 95% confidence intervals.
+    bootstrap: int = Field(default=1000, ge=0)
 
 
 class Preprocess(_Section):
     # "median" takes the training set's median spacing (nnU-Net's choice for isotropic data).
     target_spacing_mm: tuple[float, float, float] | Literal["median"] = "median"
     clip_percentiles: tuple[float, float] = (0.5, 99.5)
+    # 2D classification: every image is resized to this (height, width) for the network
+    # (a declared input transform; the image files are never changed).
+    image_size: tuple[int, int] = (128, 128)
 
 
 class Postprocess(_Section):
@@ -115,14 +153,19 @@ class Augment(_Section):
 
 
 class Model(_Section):
-    name: str = "unet"
+    # Segmentation: unet, basic_unet, segresnet. Classification (2D): resnet18, resnet34,
+    # densenet121, efficientnet_b0. "auto": unet / resnet18.
+    name: str = "auto"
     channels: list[int] = Field(default_factory=lambda: [16, 32, 64, 128])
     num_res_units: int = Field(default=1, ge=0)
     dropout: float = Field(default=0.0, ge=0, lt=1)
 
 
 class Loss(_Section):
-    name: str = "dice_ce"
+    # Segmentation: dice_ce, dice, ce, dice_focal. Classification: ce, focal, coral (ordinal).
+    name: str = "auto"
+    label_smoothing: float = Field(default=0.0, ge=0, lt=1)
+    focal_gamma: float = Field(default=2.0, ge=0)
 
 
 class Optimizer(_Section):
@@ -174,8 +217,39 @@ class Spec(_Section):
     train: Train = Field(default_factory=Train)
 
     @model_validator(mode="after")
+    def _resolve_auto(self) -> Spec:
+        """Turn "auto" choices into the task's defaults, so the resolved spec a run folder
+        keeps names exactly what was used."""
+        segmentation = self.objective.task == "segmentation"
+        if segmentation and self.input.dimensionality != "3d":
+            raise ValueError("segmentation is built for 3D volumes; set input.dimensionality: 3d")
+        if not segmentation and self.input.dimensionality != "2d":
+            raise ValueError("classification is built for 2D images; set input.dimensionality: 2d")
+        if self.model.name == "auto":
+            self.model.name = "unet" if segmentation else "resnet18"
+        if self.loss.name == "auto":
+            ordinal = self.objective.output == "ordinal"
+            self.loss.name = "dice_ce" if segmentation else ("coral" if ordinal else "ce")
+        if self.metrics.select_by == "auto":
+            by_output = {
+                "semantic": "dice",
+                "binary": "roc_auc",
+                "multiclass": "balanced_accuracy",
+                "ordinal": "kappa",
+            }
+            self.metrics.select_by = by_output[self.objective.output]  # type: ignore[assignment]
+        if self.evaluation.baselines == "auto":
+            self.evaluation.baselines = (
+                ["threshold"] if segmentation else ["majority", "intensity_logistic"]
+            )
+        return self
+
+    @model_validator(mode="after")
     def _patch_fits_network(self) -> Spec:
         from dentpy.models import downsampling_factor
+
+        if self.objective.task != "segmentation":
+            return self
 
         # Each network level halves the patch, so every side must divide by the total factor.
         step = downsampling_factor(self.model)
