@@ -74,7 +74,10 @@ def _console() -> Any:
 def init(
     template: Annotated[
         str | None,
-        typer.Option(help="pulp-cbct | ian-cbct | teeth-cbct; omit to answer questions"),
+        typer.Option(
+            help="pulp-cbct | ian-cbct | teeth-cbct | caries-binary | caries-severity; "
+            "omit to answer questions"
+        ),
     ] = None,
     out: Annotated[Path, typer.Option(help="where to write the spec")] = Path("spec.yaml"),
     data: Annotated[str, typer.Option(help="dataset folder (relative to the spec)")] = "data",
@@ -93,9 +96,13 @@ def init(
         else:
             typer.echo("stdin is not a terminal: using defaults (pulp, data, 2000 iterations)")
         target, data, iterations_text = answers
-        template = {"pulp": "pulp-cbct", "ian": "ian-cbct", "teeth": "teeth-cbct"}.get(
-            target.strip().lower(), target
-        )
+        template = {
+            "pulp": "pulp-cbct",
+            "ian": "ian-cbct",
+            "teeth": "teeth-cbct",
+            "caries": "caries-binary",
+            "grade": "caries-severity",
+        }.get(target.strip().lower(), target)
         iterations = int(iterations_text)
     text = render(template, name or template, data, iterations)
     written = write_spec(out, text, force=force)
@@ -124,6 +131,25 @@ def synth_cbct(
         out, cases, profile=profile, seed=seed, layout=layout, test_cases=test_cases
     )
     typer.echo(f"wrote {cases + test_cases} synthetic cases ({profile}, seed {seed}) to {root}")
+
+
+@synth_app.command(
+    "xray", epilog="Example: `dentpy synth xray --out data --images 200 --kind bitewing`"
+)
+def synth_xray(
+    out: Annotated[Path, typer.Option(help="parent folder; writes <out>/XraySynth")] = Path("data"),
+    images: Annotated[int, typer.Option(help="radiographs (two per patient)")] = 60,
+    seed: Annotated[int, typer.Option(help="same seed, same bytes")] = 0,
+    kind: Annotated[str, typer.Option(help="bitewing | periapical")] = "bitewing",
+) -> None:
+    """Write synthetic caries radiographs (ICCMS-graded lesions, fillings, burnout) with
+    tooth crops for classification (ImageFolder, CSV), lesion masks and COCO/YOLO boxes."""
+    from dentpy.data.synth.xray import write_xray_dataset
+
+    written = write_xray_dataset(out, images=images, seed=seed, kind=kind)
+    typer.echo(f"wrote {images} {kind} radiographs to {written['root']}")
+    for key in ("caries_binary", "caries_severity", "detection_coco", "detection_yolo"):
+        typer.echo(f"  {key:16s} {written[key]}")
 
 
 @data_app.command(
@@ -321,7 +347,8 @@ def train(
     out = run_training(loaded, run_dir=run_dir, resume=resume, show_progress=progress)
     summary = json.loads((out / "train_summary.json").read_text())
     typer.echo(
-        f"run folder: {out}\n  best validation Dice {summary['best_validation_score']:.3f} "
+        f"run folder: {out}\n  best validation {summary.get('selected_by', 'Dice')} "
+        f"{summary['best_validation_score']:.3f} "
         f"after {summary['iterations']} iterations ({summary['seconds']} s on "
         f"{summary['device']})\n  next: dentpy evaluate {out}"
     )
@@ -333,8 +360,25 @@ def evaluate(
     split: Annotated[str, typer.Option(help="test | val | train")] = "test",
     checkpoint: Annotated[str, typer.Option(help="best (chosen on val) | last")] = "best",
 ) -> None:
-    """Dice, IoU, HD95 (mm), precision, recall, specificity and volumes per case and class,
-    in each scan's own spacing, next to a threshold baseline."""
+    """Segmentation: Dice, IoU, HD95 (mm), precision, recall, specificity and volumes per
+    case and class, next to a threshold baseline. Classification: ROC-AUC, sensitivity,
+    specificity, kappa... with patient-bootstrap 95% CIs, next to majority and
+    intensity-feature baselines."""
+    from dentpy.evaluate_classification import is_classification_run
+
+    if is_classification_run(run):
+        from dentpy.evaluate_classification import (
+            evaluate_classification,
+            render_classification_summary,
+        )
+
+        result = evaluate_classification(run, split=split, checkpoint=checkpoint)
+        console = _console()
+        console.print(render_classification_summary(result))
+        console.print(result["threshold_policy"])
+        console.print(result["confidence_intervals"])
+        console.print(f"per-image table, summary and pictures: {run / 'evaluation' / split}")
+        return
     from dentpy.evaluate import EMPTY_MASK_POLICY, HD95_DEFINITION, evaluate_run, render_summary
 
     summary = evaluate_run(run, split=split, checkpoint=checkpoint)
@@ -350,7 +394,10 @@ def predict(
     run: Annotated[Path, typer.Argument(help="run folder")],
     inputs: Annotated[
         list[Path],
-        typer.Argument(help="NIfTI/MHA/NRRD volumes, DICOM series folders, or folders of them"),
+        typer.Argument(
+            help="volumes (NIfTI/MHA/NRRD), DICOM series folders, 2D images (PNG/JPEG/TIFF/"
+            "DICOM), or folders of them"
+        ),
     ],
     out: Annotated[Path, typer.Option(help="output folder")] = Path("predictions"),
     keep_largest: Annotated[
@@ -362,8 +409,20 @@ def predict(
     ] = None,
     checkpoint: Annotated[str, typer.Option(help="best | last")] = "best",
     overlay: Annotated[bool, typer.Option(help="also write <name>_overlay.png")] = False,
+    explain: Annotated[
+        bool, typer.Option(help="classification: also write a Grad-CAM <name>_cam.png")
+    ] = False,
 ) -> None:
-    """Segment new scans; each output is NIfTI with exactly the input's shape and affine."""
+    """Segmentation: segment new scans; each output is NIfTI with exactly the input's shape
+    and affine. Classification: predictions.csv with the class and every probability."""
+    from dentpy.evaluate_classification import is_classification_run
+
+    if is_classification_run(run):
+        from dentpy.predict_classification import predict_images
+
+        table = predict_images(run, inputs, out, checkpoint=checkpoint, explain=explain)
+        typer.echo(f"wrote {table}" + ("  (+ <image>_cam.png per image)" if explain else ""))
+        return
     from dentpy.inference import predict_files
 
     written = predict_files(

@@ -17,6 +17,13 @@ class Template:
     keep_largest: str = "[]"
     iterations: int = 2000
     patch: int = 96
+    file: str = "spec.yaml"
+    # Classification templates only.
+    output: str = ""
+    positive: str = "auto"
+    model: str = "resnet18"
+    loss: str = "ce"
+    size: int = 96
 
 
 TEMPLATES: dict[str, Template] = {
@@ -25,10 +32,26 @@ TEMPLATES: dict[str, Template] = {
         "inferior alveolar nerve canals in CBCT", "[left_ian, right_ian]", "[left_ian, right_ian]"
     ),
     "teeth-cbct": Template("teeth and pulp in CBCT", "[tooth, pulp]"),
+    "caries-binary": Template(
+        "caries present? (tooth crops from bitewings)",
+        "auto",
+        iterations=1500,
+        file="classification.yaml",
+        output="binary",
+        positive="caries",
+    ),
+    "caries-severity": Template(
+        "caries grade: sound < mild < moderate < severe (ICCMS radiographic depth)",
+        "[sound, mild, moderate, severe]",
+        iterations=1500,
+        file="classification.yaml",
+        output="ordinal",
+        loss="coral",
+    ),
 }
 
 QUESTIONS = (
-    ("What should the model segment? (pulp / ian / teeth)", "pulp"),
+    ("What should the model learn? (pulp / ian / teeth / caries / grade)", "pulp"),
     ("Where is the dataset folder?", "data"),
     ("How many training iterations?", "2000"),
 )
@@ -43,8 +66,13 @@ def render(template: str, name: str, data: str, iterations: int | None = None) -
             fix=did_you_mean(template, list(TEMPLATES)),
         )
     chosen = TEMPLATES[template]
-    text = resources.files("dentpy").joinpath("templates/spec.yaml").read_text()
+    text = resources.files("dentpy").joinpath(f"templates/{chosen.file}").read_text()
     for key, value in {
+        "output": chosen.output,
+        "positive": chosen.positive,
+        "model": chosen.model,
+        "loss": chosen.loss,
+        "size": str(chosen.size),
         "title": chosen.title,
         "name": name,
         "classes": chosen.classes,

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from dentpy.tasks.segmentation import SegmentationTask
 
 
-def _write_json(path: Path, data: Any) -> None:
+def write_json(path: Path, data: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=2))
     os.replace(tmp, path)
@@ -127,6 +127,45 @@ def prepare(
     return prepared
 
 
+def configure_runtime(spec: Spec) -> tuple[torch.device, torch.dtype | None]:
+    """Threads, device, determinism, autocast dtype and seeds, as the spec asks."""
+    import torch
+
+    from dentpy.engine.device import autocast_dtype, choose_device
+
+    if spec.constraints.threads:
+        torch.set_num_threads(spec.constraints.threads)
+    device = choose_device(spec.constraints.device)
+    if spec.constraints.deterministic:
+        if device.type == "cuda":
+            # cuBLAS needs a fixed workspace for reproducible matrix products; it is read when
+            # cuBLAS first initialises, which is after this point.
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = not spec.constraints.deterministic
+    amp_dtype = autocast_dtype(device, spec.constraints.precision)
+    seed_everything(spec.train.seed)
+    return device, amp_dtype
+
+
+def check_resume_spec(spec: Spec, run: RunFolder) -> None:
+    """--resume must continue the same problem: only train/constraints may differ."""
+    from dentpy.spec import load_spec
+
+    recorded = load_spec(run.spec)
+    if recorded.digest(exclude=("train", "constraints")) != spec.digest(
+        exclude=("train", "constraints")
+    ):
+        raise CheckpointError(
+            f"--resume: the spec differs from the one {run.root.name} was trained with",
+            expected="the run's own spec (its spec.yaml), optionally with a longer "
+            "train.iterations",
+            found="a spec with other data, classes, model, loss or optimizer settings",
+            fix=f"resume with `dentpy train {run.spec} --resume`, or start a new run",
+        )
+
+
 def resolve_run_dir(spec: Spec, run_dir: Path | None, resume: bool) -> RunFolder:
     run = RunFolder(run_dir or Path("runs") / spec.name)
     started = (run.checkpoints / "last.json").exists() or run.spec.exists()
@@ -160,7 +199,6 @@ def train(
     from dentpy.augment import BatchAugment
     from dentpy.data.cache import default_cache_dir
     from dentpy.data.dataset import open_dataset
-    from dentpy.engine.device import autocast_dtype, choose_device
     from dentpy.engine.progress import ProgressHook
     from dentpy.engine.sampling import PatchSampler
     from dentpy.engine.trainer import Trainer
@@ -168,22 +206,14 @@ def train(
     from dentpy.preprocess import PreprocessPlan
     from dentpy.tasks.segmentation import build_segmentation_task
 
+    if spec.objective.task == "classification":
+        from dentpy.train_classification import train_classification
+
+        return train_classification(spec, run_dir, resume, show_progress)
     start = time.monotonic()
     run = resolve_run_dir(spec, run_dir, resume)
     if resume:
-        from dentpy.spec import load_spec
-
-        recorded = load_spec(run.spec)
-        if recorded.digest(exclude=("train", "constraints")) != spec.digest(
-            exclude=("train", "constraints")
-        ):
-            raise CheckpointError(
-                f"--resume: the spec differs from the one {run.root.name} was trained with",
-                expected="the run's own spec (its spec.yaml), optionally with a longer "
-                "train.iterations",
-                found="a spec with other data, classes, model, loss or optimizer settings",
-                fix=f"resume with `dentpy train {run.spec} --resume`, or start a new run",
-            )
+        check_resume_spec(spec, run)
     dataset = open_dataset(spec.input.data, spec.input.layout, spec.input.assume_spacing_mm)
     task = build_segmentation_task(spec, dataset.labels)
     if resume and run.splits.exists():
@@ -198,19 +228,7 @@ def train(
         target_spacing_mm=target_spacing(spec, dataset, splits["train"]),  # type: ignore[arg-type]
         clip_percentiles=spec.preprocess.clip_percentiles,
     )
-    if spec.constraints.threads:
-        torch.set_num_threads(spec.constraints.threads)
-    device = choose_device(spec.constraints.device)
-    if spec.constraints.deterministic:
-        if device.type == "cuda":
-            # cuBLAS needs a fixed workspace for reproducible matrix products; it is read when
-            # cuBLAS first initialises, which is after this point.
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = not spec.constraints.deterministic
-    amp_dtype = autocast_dtype(device, spec.constraints.precision)
-    seed_everything(spec.train.seed)
+    device, amp_dtype = configure_runtime(spec)
 
     cache = cache_dir or default_cache_dir()
     prepared = prepare(dataset, task, plan, splits["train"] + splits["val"], cache, show_progress)
@@ -221,9 +239,9 @@ def train(
         fingerprint = dataset.fingerprint(max_cases=50)
         run.root.mkdir(parents=True, exist_ok=True)
         run.spec.write_text(spec.to_yaml())
-        _write_json(run.splits, splits)
-        _write_json(run.fingerprint, fingerprint)
-        _write_json(
+        write_json(run.splits, splits)
+        write_json(run.fingerprint, fingerprint)
+        write_json(
             run.plan,
             {"task": task.to_dict(), "preprocess": plan.to_dict(), "identity": identity},
         )

@@ -1,4 +1,4 @@
-"""A progress bar showing loss, validation Dice and ETA (rich)."""
+"""A progress bar showing loss, the validation score (Dice, ROC-AUC, kappa...) and ETA."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ from typing import Any
 
 
 class ProgressHook:
-    def __init__(self, total: int, completed: int, enabled: bool = True) -> None:
+    def __init__(
+        self, total: int, completed: int, enabled: bool = True, metric: str = "Dice"
+    ) -> None:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -22,14 +24,14 @@ class ProgressHook:
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}"),
-            TextColumn("val Dice {task.fields[dice]}"),
+            TextColumn("val {task.fields[metric]} {task.fields[dice]}"),
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
             disable=not enabled,
         )
         self.task = self.progress.add_task(
-            "train", total=total, completed=completed, loss="-", dice="-"
+            "train", total=total, completed=completed, loss="-", dice="-", metric=metric
         )
         self.smoothed: float | None = None
 
