@@ -80,26 +80,52 @@ def _binary_folder(root: Path, n: int = 80, seed: int = 1) -> Path:
     return root
 
 
-def test_binary_caries_train_evaluate_predict_explain(tmp_path: Path) -> None:
+def test_binary_caries_train_evaluate_predict_explain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = _binary_folder(tmp_path / "caries_crops")
     spec = tmp_path / "spec.yaml"
     invoke("init", "--template", "caries-binary", "--data", "caries_crops", "--out", str(spec))
-    invoke("train", str(spec), *FAST, "--runs", str(tmp_path / "runs"), "--no-progress")
+    # val and test of different sizes, so the threshold check below can tell them apart.
+    invoke(
+        "train",
+        str(spec),
+        *FAST,
+        "evaluation.val_fraction=0.3",
+        "--runs",
+        str(tmp_path / "runs"),
+        "--no-progress",
+    )
     run = tmp_path / "runs" / "caries-binary"
     plan = json.loads((run / "plan.json").read_text())
     assert plan["task"]["task"] == "classification"
     assert plan["task"]["positive_class"] == "caries"
+    import dentpy.metrics.classification as metrics_module
+
+    seen: list[int] = []
+    choose = metrics_module.choose_threshold
+
+    def recording(y_true: np.ndarray, *args: object, **kwargs: object) -> object:
+        seen.append(len(y_true))
+        return choose(y_true, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(metrics_module, "choose_threshold", recording)
     output = invoke("evaluate", str(run))
+    splits = json.loads((run / "splits.json").read_text())
+    # One threshold for the model and one for the logistic baseline (the majority baseline
+    # needs none), each from validation images only.
+    assert seen == [len(splits["val"])] * 2 and len(splits["val"]) != len(splits["test"])
     assert "roc_auc" in output and "majority" in output
     summary = json.loads((run / "evaluation" / "test" / "summary.json").read_text())
     model = summary["model"]
     assert 0.0 <= model["metrics"]["roc_auc"] <= 1.0
     assert model["ci95"]["roc_auc"]["n_boot"] == 50
     assert "validation" in summary["threshold_policy"]
-    assert summary["baselines"]["majority"]["metrics"]["roc_auc"] == pytest.approx(0.5)
+    majority = summary["baselines"]["majority"]["metrics"]
+    assert majority["roc_auc"] == pytest.approx(0.5)
+    assert (majority["sensitivity"], majority["specificity"]) == (0.0, 1.0)  # always "sound"
     for picture in ("roc.png", "pr.png", "confusion.png"):
         assert (run / "evaluation" / "test" / picture).stat().st_size > 1000
-    splits = json.loads((run / "splits.json").read_text())
     assert not set(splits["test"]) & (set(splits["train"]) | set(splits["val"]))
 
     out = tmp_path / "pred"

@@ -375,7 +375,8 @@ def evaluate(
         result = evaluate_classification(run, split=split, checkpoint=checkpoint)
         console = _console()
         console.print(render_classification_summary(result))
-        console.print(result["threshold_policy"])
+        if result["output"] == "binary":
+            console.print(result["threshold_policy"])
         console.print(result["confidence_intervals"])
         console.print(f"per-image table, summary and pictures: {run / 'evaluation' / split}")
         return

@@ -194,7 +194,10 @@ def evaluate_classification(
     for name, predict in predictors.items():
         threshold: float = 0.5
         how: dict[str, Any] = {}
-        if task.output == "binary":
+        if task.output == "binary" and name == "majority":
+            # Constant scores: the baseline's own rule (always the commonest class) applies.
+            how = {"method": "argmax: always the commonest training class"}
+        elif task.output == "binary":
             positive = positive_index(task)
             val_probs = predict(val.images)
             threshold, how = choose_threshold(

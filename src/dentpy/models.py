@@ -75,5 +75,8 @@ def downsampling_factor(cfg: Model) -> int:
 
 
 def build_model(cfg: Model, in_channels: int, out_channels: int, spatial_dims: int = 3):
-    """Build the network a spec names (raises SpecError with a suggestion if unknown)."""
-    return MODELS.get(cfg.name)(in_channels, out_channels, spatial_dims, cfg)
+    """Build the network a spec names (raises SpecError with a suggestion if unknown).
+
+    "auto" (a `Model` section used outside a resolved Spec) means the default, unet."""
+    name = "unet" if cfg.name == "auto" else cfg.name
+    return MODELS.get(name)(in_channels, out_channels, spatial_dims, cfg)
