@@ -137,7 +137,7 @@ def synth_cbct(
     "xray", epilog="Example: `dentpy synth xray --out data --images 200 --kind bitewing`"
 )
 def synth_xray(
-    out: Annotated[Path, typer.Option(help="parent folder; writes <out>/XraySynth")] = Path("data"),
+    out: Annotated[Path, typer.Option(help="parent folder; writes OUT/XraySynth")] = Path("data"),
     images: Annotated[int, typer.Option(help="radiographs (two per patient)")] = 60,
     seed: Annotated[int, typer.Option(help="same seed, same bytes")] = 0,
     kind: Annotated[str, typer.Option(help="bitewing | periapical")] = "bitewing",
