@@ -199,6 +199,13 @@ def test_classification_bad_inputs_give_clear_errors(tmp_path: Path) -> None:
     Image.fromarray(rgb).save(data / "crops" / "p02_t2.png")
     assert "colour (RGB) image where a grayscale X-ray was expected" in error()
     Image.fromarray(_crop(np.random.default_rng(5), 0)).save(data / "crops" / "p02_t2.png")
+    # An image listed in the CSV but missing on disk.
+    missing = data / "crops" / "p04_t1.png"
+    kept = missing.read_bytes()
+    missing.unlink()
+    text = error()
+    assert "p04_t1.png" in text and "labels.csv line" in text
+    missing.write_bytes(kept)
     # One patient in two splits of the user's own split column.
     rows = (data / "labels.csv").read_text().splitlines()
     with_split = [rows[0] + ",split"] + [
