@@ -27,5 +27,11 @@ lint: install
 test: lint
 	$(BIN)/pytest -q
 
+# Fuzz the readers with many more examples than CI (RELIABILITY A11); override the count
+# with `make fuzz DENTPY_FUZZ_EXAMPLES=20000`.
+fuzz: install
+	DENTPY_FUZZ_EXAMPLES=$${DENTPY_FUZZ_EXAMPLES:-5000} $(BIN)/pytest -q -p no:logging \
+		tests/test_fuzz_readers.py tests/test_dicom_series_fuzz.py tests/test_image2d.py -k fuzz
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache dentpy-demo

@@ -308,6 +308,37 @@ def _spec_error(exc: ValidationError, source: str) -> SpecError:
     )
 
 
+# YAML aliases share nodes, so a few lines can expand into a "billion laughs" tree that
+# validation and error messages would walk for hours. A real spec has a few hundred nodes.
+MAX_SPEC_NODES = 100_000
+
+
+def _too_large(value: Any, limit: int = MAX_SPEC_NODES) -> bool:
+    """Whether `value`, with aliases expanded, has more than `limit` nodes (stops early)."""
+    stack = [value]
+    seen = 0
+    while stack:
+        node = stack.pop()
+        seen += 1
+        if seen > limit:
+            return True
+        if isinstance(node, dict):
+            stack.extend(node.values())
+            stack.extend(node.keys())
+        elif isinstance(node, list | tuple | set):
+            stack.extend(node)
+    return False
+
+
+def _alias_bomb(source: str) -> SpecError:
+    return SpecError(
+        f"{source}: YAML expands to more than {MAX_SPEC_NODES:,} values",
+        expected="a spec of plain sections and values (as `dentpy init` writes)",
+        found="anchors/aliases (&name, *name) nested into a huge structure",
+        fix="write the values out instead of nesting aliases",
+    )
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply `a.b.c=value` overrides; values are YAML literals, never code."""
     for item in overrides:
@@ -322,6 +353,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             value = yaml.safe_load(raw)
         except yaml.YAMLError:
             value = raw
+        if _too_large(value):
+            raise _alias_bomb(f"override '{item[:60]}'")
         parts = key.strip().split(".")
         target = data
         for part in parts[:-1]:
@@ -356,13 +389,26 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> Spec:
             fix="run `dentpy init --template pulp-cbct` to write one",
         )
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(
+            f"{path.name}: cannot be read as text",
+            expected="a UTF-8 YAML file written by `dentpy init`",
+            # An OSError's text holds the absolute path; strerror does not.
+            found=f"{type(exc).__name__}: "
+            + (str(exc.strerror) if isinstance(exc, OSError) else str(exc)[:200]),
+            fix=f"re-save {path.name} as UTF-8 text, or write a new one with `dentpy init`",
+        ) from None
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise SpecError(
             f"{path.name}: not valid YAML",
             expected="a YAML mapping of sections",
             found=str(exc).splitlines()[0],
         ) from None
+    if _too_large(data):
+        raise _alias_bomb(path.name)
     if not isinstance(data, dict):
         raise SpecError(
             f"{path.name}: the spec must be a mapping of sections",

@@ -80,6 +80,15 @@ def read_label(path: str | Path) -> LabelMap:
             fix="relabel the mask with non-negative integers",
         )
     top = int(array.max()) if array.size else 0
+    if top > np.iinfo(np.int32).max:
+        # Casting would wrap around to negative labels; such values mean a damaged header
+        # (scl_slope/scl_inter) or an intensity image given as a label.
+        raise InputDataError(
+            f"{Path(path).name}: label map holds implausibly large values",
+            expected=f"labels up to {np.iinfo(np.int32).max:,}",
+            found=f"maximum {top:,}",
+            fix="check that this file is a label map, and its header scaling (scl_slope/scl_inter)",
+        )
     dtype = np.uint8 if top < 256 else np.uint16 if top < 65536 else np.int32
     return LabelMap(array=array.astype(dtype, copy=False), affine=volume.affine)
 
@@ -146,6 +155,7 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
             klass = nib.Nifti2Image if nifti2 else nib.Nifti1Image
             image: Any = klass.from_bytes(raw)
         else:
+            raw = b""
             image = nib.load(str(path))
         shape = tuple(int(s) for s in image.shape)
         if int(np.prod(shape, dtype=np.float64)) > MAX_VOXELS:
@@ -154,6 +164,28 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
                 expected=f"at most {MAX_VOXELS:,} voxels",
                 found=f"shape {shape}",
                 fix="the header is damaged; re-export the file",
+            )
+        dtype = np.dtype(image.get_data_dtype())
+        if dtype.kind not in "biuf":
+            # RGB24/RGBA32 (structured) and complex voxels are no gray values or labels.
+            raise InputDataError(
+                f"{path.name}: unsupported voxel type",
+                expected="integer or floating-point voxels (one value per voxel)",
+                found=f"NIfTI datatype {dtype} (code {int(image.header['datatype'])})",
+                fix="convert the file to a scalar integer or float volume",
+            )
+        # nibabel allocates the whole array before reading it: check the header's claim
+        # against the bytes actually there, so a lying header costs no memory.
+        offset = int(image.dataobj.offset)
+        needed = offset + int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+        gz = path.name.lower().endswith(".gz")
+        available = len(raw) if gz else path.stat().st_size
+        if needed > available:
+            raise InputDataError(
+                f"{path.name}: voxel data is shorter than the header says",
+                expected=f"{needed:,} bytes (shape {shape}, {dtype}, data at byte {offset})",
+                found=f"{available:,} bytes" + (" after decompression" if gz else ""),
+                fix="re-copy or re-export the file; it is truncated or its header is damaged",
             )
         # Reading the whole array here (not lazily) is what catches truncation and CRC errors.
         array = np.asarray(image.dataobj)
@@ -203,6 +235,7 @@ def _read_itk(path: Path) -> tuple[np.ndarray, np.ndarray]:
                 found=f"size {tuple(size)}",
                 fix="the header is damaged; re-export the file",
             )
+        _check_claimed_size(path, int(np.prod(size, dtype=np.float64)))
         image = reader.Execute()
     except InputDataError:
         raise
@@ -225,6 +258,36 @@ def _read_itk(path: Path) -> tuple[np.ndarray, np.ndarray]:
     affine_lps[:3, :3] = direction * spacing
     affine_lps[:3, 3] = origin
     return array, _LPS_TO_RAS @ affine_lps
+
+
+# zlib cannot compress better than ~1032:1, so a header claiming more voxels than this many
+# times the bytes on disk is lying (counting one byte per voxel, the smallest type).
+MAX_COMPRESSION_RATIO = 1100
+
+
+def _check_claimed_size(path: Path, voxels: int) -> None:
+    """Refuse an MHA/NRRD header that claims far more voxels than its data can hold, before
+    SimpleITK allocates them (RELIABILITY.md A8)."""
+    on_disk = path.stat().st_size
+    if path.suffix.lower() in (".mhd", ".nhdr"):
+        # Detached data file: add its size (a list or pattern of files is left unchecked).
+        text = path.read_bytes()[:8192].decode("latin-1")
+        for line in text.splitlines():
+            key, _, value = line.partition("=" if path.suffix.lower() == ".mhd" else ":")
+            if key.strip().lower() in ("elementdatafile", "data file", "datafile"):
+                value = value.strip()
+                if value.upper() in ("LIST", "LOCAL") or "%" in value or " " in value:
+                    return
+                data = path.parent / value
+                on_disk += data.stat().st_size if data.is_file() else 0
+    if voxels > MAX_COMPRESSION_RATIO * max(on_disk, 1):
+        raise InputDataError(
+            f"{path.name}: header claims more voxels than the file can hold",
+            expected=f"at most ~{MAX_COMPRESSION_RATIO} voxels per byte on disk "
+            "(the best compression possible)",
+            found=f"{voxels:,} voxels claimed, {on_disk:,} bytes of file",
+            fix="the file is truncated or its header is damaged; re-export it",
+        )
 
 
 def write_volume(volume: Volume, path: str | Path) -> Path:

@@ -29,6 +29,7 @@ splits are refused.
 from __future__ import annotations
 
 import math
+import reprlib
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -80,6 +81,18 @@ def _error(name: str, what: str, expected: str, found: str, fix: str) -> InputDa
     return InputDataError(f"{name}: {what}", expected=expected, found=found, fix=fix)
 
 
+# YAML aliases share nodes, so a few lines can hold a "billion laughs" tree: a full repr()
+# or str() of it never ends. Values from data.yaml are shown through this bounded repr.
+_BOUNDED = reprlib.Repr()
+_BOUNDED.maxlevel = 2
+_BOUNDED.maxstring = 100
+_BOUNDED.maxother = 100
+
+
+def _shown(value: Any) -> str:
+    return _BOUNDED.repr(value)
+
+
 def read(path: Path) -> ImageDataset:
     path = Path(path)
     yaml_path = find_yaml(path)
@@ -122,7 +135,7 @@ def read(path: Path) -> ImageDataset:
             name,
             "no training images",
             "'train' naming a folder of images (e.g. train/images)",
-            repr(config.get("train"))[:100],
+            _shown(config.get("train")),
             "point 'train' at the image folder",
         )
     _refuse_orphans(owner, root)
@@ -179,6 +192,17 @@ def _load_yaml(path: Path) -> dict[str, Any]:
 def _names(config: Mapping[str, Any], name: str) -> tuple[str, ...]:
     raw = config.get("names")
     names: list[str] = []
+    values: list[Any] = list(raw.values()) if isinstance(raw, Mapping) else []
+    if isinstance(raw, list):
+        values = raw
+    if any(not isinstance(n, str | int | float) for n in values):
+        raise _error(
+            name,
+            "'names' holds something other than class names",
+            "names: [class0, class1, ...] (each a plain name)",
+            _shown(raw),
+            "list the class names in data.yaml, one word or quoted string each",
+        )
     if isinstance(raw, list):
         names = [str(n) for n in raw]
     elif isinstance(raw, Mapping):
@@ -197,7 +221,7 @@ def _names(config: Mapping[str, Any], name: str) -> tuple[str, ...]:
             name,
             "'names' missing, empty or repeated",
             "names: [class0, class1, ...] with distinct, non-empty names",
-            repr(raw)[:200],
+            _shown(raw),
             "list the class names in data.yaml",
         )
     nc = config.get("nc")
@@ -206,7 +230,7 @@ def _names(config: Mapping[str, Any], name: str) -> tuple[str, ...]:
             name,
             "'nc' differs from the number of names",
             f"nc: {len(names)} (as many as names)",
-            f"nc: {nc!r}",
+            f"nc: {_shown(nc)}",
             "fix nc, or list the missing class names",
         )
     return tuple(names)
@@ -243,7 +267,7 @@ def _folders(
                 name,
                 f"'{split}' is not a folder name",
                 "a folder of images relative to the yaml (e.g. train/images)",
-                repr(entry)[:100],
+                _shown(entry),
                 f"set {split}: <folder>",
             )
         folder = base / entry
