@@ -4,14 +4,16 @@ input's own geometry (same shape, same affine), never an identity affine."""
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from dentpy.data.volume import IntensityImage, LabelMap
-from dentpy.errors import SpecError
+from dentpy.errors import OutputError, SpecError
 from dentpy.preprocess import PreprocessPlan, prepare_image, probabilities_to_original
 from dentpy.registry import did_you_mean
 
@@ -99,6 +101,48 @@ def postprocess(
     )
 
 
+def refuse_overwrites(outputs: Sequence[Path], inputs: Sequence[Path]) -> None:
+    """Refuse (before anything is written) if an output would replace an input, an existing
+    file, or another output of the same run (two inputs with the same name).
+
+    Paths are compared after following symlinks. Errors name the output folder and file,
+    never an absolute path."""
+    sources = {_resolved(path) for path in inputs}
+    twice = Counter(_resolved(path) for path in outputs)
+    for path in outputs:
+        where = f"{path.parent.name}/{path.name}" if path.parent.name else path.name
+        resolved = _resolved(path)
+        if resolved in sources:
+            raise OutputError(
+                f"{where}: the output would overwrite an input",
+                expected="an output folder apart from the inputs (or no input of that name)",
+                found=f"{path.name} is one of the inputs",
+                fix="choose another --out folder; dentpy never overwrites its inputs",
+            )
+        if path.exists() or path.is_symlink():
+            raise OutputError(
+                f"{where}: the output file already exists",
+                expected=f"no {path.name} in the output folder",
+                found=f"an existing {'folder' if path.is_dir() else 'file'} {path.name}",
+                fix="choose another --out folder, or move the earlier file away; "
+                "dentpy never overwrites files",
+            )
+        if twice[resolved] > 1:
+            raise OutputError(
+                f"{where}: two inputs would write the same output",
+                expected="inputs with distinct names (the output is named after the input)",
+                found=f"{twice[resolved]} inputs named {path.name.rsplit('_', 1)[0]!r}",
+                fix="rename one of the inputs, or predict them into separate --out folders",
+            )
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop
+        return path.absolute()
+
+
 def predict_files(
     run_dir: str | Path,
     inputs: Sequence[str | Path],
@@ -117,8 +161,18 @@ def predict_files(
     from dentpy.data.layouts.files import read as read_scans
     from dentpy.engine.run import load_trained
 
-    # All inputs are listed (and bad ones refused) before the model is loaded.
-    scans = [record for path in inputs for record in read_scans(Path(path)).test_records]
+    # All inputs are listed (and bad ones refused) before the model is loaded. Inputs are
+    # named by the user one by one, so a symlink among them may lead anywhere.
+    scans = [
+        replace(record, confined=False)
+        for path in inputs
+        for record in read_scans(Path(path)).test_records
+    ]
+    # Every output name is checked before the model loads: nothing is ever overwritten.
+    planned = [Path(out_dir) / f"{scan.source_name}_seg.nii.gz" for scan in scans]
+    if overlay:
+        planned += [Path(out_dir) / f"{scan.source_name}_overlay.png" for scan in scans]
+    refuse_overwrites(planned, [scan.image_path for scan in scans])
     trained = load_trained(Path(run_dir), checkpoint=checkpoint)
     written = []
     for scan in scans:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,13 +33,14 @@ def predict_images(
     from dentpy.data.layouts.images import read as read_images
     from dentpy.data.prepare2d import to_network
     from dentpy.evaluate_classification import load_classifier, positive_index
+    from dentpy.inference import refuse_overwrites
     from dentpy.train_classification import predict_probabilities
 
-    records = [r for path in inputs for r in read_images(Path(path)).test_records]
-    trained = load_classifier(Path(run_dir), checkpoint)
-    task = trained.task
-    threshold, source = _threshold(RunFolder(Path(run_dir)))
-    out_dir.mkdir(parents=True, exist_ok=True)
+    # Inputs are named by the user one by one, so a symlink among them may lead anywhere.
+    records = [
+        replace(r, confined=False) for path in inputs for r in read_images(Path(path)).test_records
+    ]
+    out_dir = Path(out_dir)
     table = out_dir / "predictions.csv"
     if table.exists():
         raise OutputError(
@@ -47,6 +49,17 @@ def predict_images(
             found=table.name,
             fix="choose another --out folder, or move the earlier predictions away",
         )
+    # Every output name is checked before the model loads: nothing is ever overwritten.
+    planned = [table]
+    if explain:
+        planned += [out_dir / f"{r.source_name}_cam.png" for r in records]
+    refuse_overwrites(planned, [r.image_path for r in records])
+    trained = load_classifier(Path(run_dir), checkpoint)
+    task = trained.task
+    if task.output == "binary":
+        refuse_overwrites([out_dir / "threshold.json"], [r.image_path for r in records])
+    threshold, source = _threshold(RunFolder(Path(run_dir)))
+    out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for record in records:
         image = record.load().image

@@ -62,7 +62,8 @@ class CaseRecord:
     `label_path` is one label map; `label_parts` are per-class binary masks (Pulpy3D
     `gt_pulp`/`gt_ian`) combined at load into one label map, each part named by its class.
     `instance_path` (Pulpy3D `gt_instance`) is kept for instance tasks and not read by
-    `load`. `root` is the dataset root, used only to name files relatively in errors.
+    `load`. `root` is the dataset root: files are named relative to it in errors, and
+    (when `confined`) every file must resolve inside it.
     """
 
     case_id: str
@@ -76,6 +77,9 @@ class CaseRecord:
     # identify a patient: it is used only in files written into the user's own dataset
     # (its splits.json), never in logs or run folders.
     source_name: str = ""
+    # Files must resolve inside `root` (a symlink leading out of the dataset is refused,
+    # RELIABILITY.md C27). Inputs a user names one by one for prediction are not confined.
+    confined: bool = True
 
     def __post_init__(self) -> None:
         if self.label_path is not None and self.label_parts:
@@ -142,6 +146,15 @@ class CaseRecord:
                 found="no such file",
                 fix="add the missing file, or remove the case from the dataset"
                 + (" (a training case needs its label)" if is_label else ""),
+            )
+        if self.confined and self.root is not None and not is_inside(path, self.root):
+            raise self._error(
+                path,
+                "file points outside the dataset (a symlink leading out of the dataset folder)",
+                expected=f"{self.name_of(path)} resolving to a file inside {self.root.name}",
+                found="a link whose target lies outside the dataset folder",
+                fix="copy the file into the dataset instead of linking to it (links between "
+                "files inside the dataset are fine)",
             )
         try:
             return reader(path)
@@ -233,6 +246,15 @@ class CaseRecord:
             affine = part.affine if not done else affine
             done.append(class_name)
         return LabelMap(array=combined, affine=affine)
+
+
+def is_inside(path: Path, root: Path) -> bool:
+    """Whether `path`, with every symlink followed, lies inside `root` (also resolved)."""
+    try:
+        path.resolve().relative_to(root.resolve())
+    except (ValueError, OSError, RuntimeError):  # RuntimeError: a symlink loop
+        return False
+    return True
 
 
 def present_values(array: np.ndarray) -> list[int]:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from dentpy.data.case import is_inside
 from dentpy.data.image2d import Image2D, read_image2d, read_mask2d
 from dentpy.errors import InputDataError
 
@@ -131,6 +132,9 @@ class ImageRecord:
     source_name: str = ""
     # Where the annotation came from (e.g. "annotations.json", "labels/x.txt"), for errors.
     annotation_file: str = ""
+    # Files must resolve inside `root` (a symlink leading out of the dataset is refused,
+    # RELIABILITY.md C27). Images a user names one by one for prediction are not confined.
+    confined: bool = True
 
     def name_of(self, path: Path) -> str:
         if self.root is not None:
@@ -180,6 +184,15 @@ class ImageRecord:
                 expected=f"{self.name_of(path)} in the dataset",
                 found="no such file",
                 fix="add the missing file, or remove its entry from the annotations",
+            )
+        if self.confined and self.root is not None and not is_inside(path, self.root):
+            raise self._error(
+                path,
+                "file points outside the dataset (a symlink leading out of the dataset folder)",
+                expected=f"{self.name_of(path)} resolving to a file inside {self.root.name}",
+                found="a link whose target lies outside the dataset folder",
+                fix="copy the file into the dataset instead of linking to it (links between "
+                "files inside the dataset are fine)",
             )
         try:
             image: Image2D = reader(path)
