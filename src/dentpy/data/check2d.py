@@ -18,6 +18,7 @@ import numpy as np
 
 from dentpy.data.check import CheckReport, Problem
 from dentpy.data.samples2d import ImageDataset, ImageRecord, ImageSample
+from dentpy.data.stats import evenly_spaced
 from dentpy.errors import DentpyError
 
 # Images drawn in the montage: enough to spot a systematic problem (wrong rotation, boxes
@@ -93,16 +94,9 @@ def _montage_choice(dataset: ImageDataset, pool: tuple[ImageRecord, ...]) -> lis
         chosen: list[ImageRecord] = []
         for name in dataset.classes:
             members = [r for r in pool if r.class_label == name]
-            chosen += _evenly(members, per_class)
+            chosen += evenly_spaced(members, per_class)
         return chosen[:MONTAGE_IMAGES]
-    return _evenly(list(pool), MONTAGE_IMAGES)
-
-
-def _evenly(items: list[ImageRecord], limit: int) -> list[ImageRecord]:
-    if len(items) <= limit:
-        return items
-    indices = sorted(set(np.linspace(0, len(items) - 1, limit).round().astype(int).tolist()))
-    return [items[i] for i in indices]
+    return evenly_spaced(list(pool), MONTAGE_IMAGES)
 
 
 def _pictures(

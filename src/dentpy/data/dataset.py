@@ -16,7 +16,7 @@ Example::
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ import numpy as np
 
 from dentpy.data.case import Case, CaseRecord, checked_spacing
 from dentpy.data.samples2d import ImageDataset
+from dentpy.data.stats import evenly_spaced, min_median_max
 from dentpy.errors import InputDataError
 from dentpy.registry import did_you_mean
 
@@ -78,7 +79,7 @@ class Dataset:
         over all voxels when no case has a label (then `intensity.region` says "all").
         """
         pool = self.records or self.test_records
-        chosen = _evenly_spaced(pool, max_cases)
+        chosen = evenly_spaced(pool, max_cases)
         spacings, shapes, samples = [], [], []
         orientations: Counter[str] = Counter()
         label_counts: Counter[int] = Counter()
@@ -111,8 +112,8 @@ class Dataset:
             "n_test_cases": len(self.test_records),
             "n_cases_fingerprinted": len(chosen),
             "assume_spacing_mm": list(self.assume_spacing_mm) if self.assume_spacing_mm else None,
-            "spacing_mm": _min_median_max(spacings),
-            "shape": _min_median_max(shapes),
+            "spacing_mm": min_median_max(spacings),
+            "shape": min_median_max(shapes),
             "intensity": _intensity(samples, region),
             "label_fractions": {
                 names.get(i, f"label_{i}"): label_counts[i] / labelled_voxels
@@ -224,30 +225,10 @@ def open_any(
     return replace(dataset, assume_spacing_mm=assume_spacing_mm or dataset.assume_spacing_mm)
 
 
-def _evenly_spaced(pool: Sequence[CaseRecord], limit: int | None) -> list[CaseRecord]:
-    if limit is None or limit >= len(pool):
-        return list(pool)
-    if limit <= 0:
-        return []
-    indices = np.linspace(0, len(pool) - 1, limit).round().astype(int)
-    return [pool[i] for i in sorted(set(indices.tolist()))]
-
-
 def _axcodes(affine: np.ndarray) -> tuple[str, ...]:
     import nibabel as nib
 
     return tuple(str(c) for c in nib.orientations.aff2axcodes(affine))
-
-
-def _min_median_max(rows: Sequence[Sequence[float]]) -> dict[str, list[float]] | None:
-    if not rows:
-        return None
-    table = np.asarray(rows, dtype=np.float64)
-    return {
-        "min": table.min(axis=0).tolist(),
-        "median": np.median(table, axis=0).tolist(),
-        "max": table.max(axis=0).tolist(),
-    }
 
 
 def _intensity(samples: list[np.ndarray], region: str) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import numpy as np
 
 from dentpy.data.case import is_inside
 from dentpy.data.image2d import Image2D, read_image2d, read_mask2d
+from dentpy.data.stats import evenly_spaced, min_median_max
 from dentpy.errors import InputDataError
 
 # Annotation tools round box corners to whole pixels, so a corner may lie up to one pixel
@@ -303,7 +304,7 @@ class ImageDataset:
         No path and no image name: only the dataset folder's own name.
         """
         pool = [*self.records, *self.test_records]
-        chosen = _evenly_spaced(pool, max_cases)
+        chosen = evenly_spaced(pool, max_cases)
         sizes: list[tuple[int, int]] = []
         dtypes: Counter[str] = Counter()
         channels: Counter[int] = Counter()
@@ -331,8 +332,8 @@ class ImageDataset:
             "n_cases": len(self.records),
             "n_test_cases": len(self.test_records),
             "n_cases_fingerprinted": len(chosen),
-            "size_wh": _min_median_max(sizes),
-            "pixel_spacing_mm": _min_median_max(spacings),
+            "size_wh": min_median_max(sizes),
+            "pixel_spacing_mm": min_median_max(spacings),
             "n_with_pixel_spacing": len(spacings),
             "dtypes": dict(sorted(dtypes.items())),
             "channels": {str(k): v for k, v in sorted(channels.items())},
@@ -363,28 +364,8 @@ def box_statistics(records: Sequence[ImageRecord]) -> dict[str, Any]:
         "box_counts": dict(sorted(per_class.items())),
         "n_boxes": sum(per_class.values()),
         "n_images_without_boxes": sum(1 for n in per_image if n == 0),
-        "boxes_per_image": _min_median_max([(float(n),) for n in per_image]),
-        "box_size_wh": _min_median_max(list(zip(widths, heights, strict=True))),
-    }
-
-
-def _evenly_spaced(pool: Sequence[ImageRecord], limit: int | None) -> list[ImageRecord]:
-    if limit is None or limit >= len(pool):
-        return list(pool)
-    if limit <= 0:
-        return []
-    indices = np.linspace(0, len(pool) - 1, limit).round().astype(int)
-    return [pool[i] for i in sorted(set(indices.tolist()))]
-
-
-def _min_median_max(rows: Sequence[Sequence[float]]) -> dict[str, list[float]] | None:
-    if not rows:
-        return None
-    table = np.asarray(rows, dtype=np.float64)
-    return {
-        "min": table.min(axis=0).tolist(),
-        "median": np.median(table, axis=0).tolist(),
-        "max": table.max(axis=0).tolist(),
+        "boxes_per_image": min_median_max([(float(n),) for n in per_image]),
+        "box_size_wh": min_median_max(list(zip(widths, heights, strict=True))),
     }
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from dentpy.errors import InputDataError
+from dentpy.errors import InputDataError, OutputError
 
 # How many names an error lists before it says "and N more": enough to act on, short to read.
 MAX_LISTED = 10
@@ -185,3 +185,21 @@ def optional_splits(root: Path, names: Iterable[str]) -> dict[str, tuple[str, ..
     if not (root / "splits.json").is_file():
         return None
     return read_splits(root / "splits.json", root, {n: pseudonym(n) for n in names})
+
+
+def check_destination(dst: Path) -> None:
+    """A converted dataset goes to a new folder in an existing parent; nothing is overwritten."""
+    if dst.exists() or dst.is_symlink():
+        raise OutputError(
+            f"{dst.name} already exists",
+            expected="a destination that does not exist yet (dentpy never overwrites data)",
+            found="an existing " + ("folder" if dst.is_dir() else "file"),
+            fix="choose a new destination, or delete the old one first",
+        )
+    if not dst.parent.is_dir():
+        raise OutputError(
+            f"{dst.name}: its parent folder does not exist",
+            expected="an existing parent folder",
+            found="no such folder",
+            fix="create the parent folder first",
+        )

@@ -54,7 +54,13 @@ from typing import Any
 from dentpy.data.case import pseudonym
 from dentpy.data.fdi import check_fdi
 from dentpy.data.image2d import image2d_suffix, read_image2d
-from dentpy.data.layouts import listing, read_json, relative_name, visible_entries
+from dentpy.data.layouts import (
+    check_destination,
+    listing,
+    read_json,
+    relative_name,
+    visible_entries,
+)
 from dentpy.data.samples2d import Box, ImageDataset, ImageRecord, box_from_xyxy
 from dentpy.errors import InputDataError, OutputError
 
@@ -600,23 +606,6 @@ def _annotation(
 
 # --------------------------------------------------------------------------------------
 # Writing (helpers shared with the YOLO writer)
-
-
-def check_destination(dst: Path) -> None:
-    if dst.exists() or dst.is_symlink():
-        raise OutputError(
-            f"{dst.name} already exists",
-            expected="a destination that does not exist yet (dentpy never overwrites data)",
-            found="an existing " + ("folder" if dst.is_dir() else "file"),
-            fix="choose a new destination, or delete the old one first",
-        )
-    if not dst.parent.is_dir():
-        raise OutputError(
-            f"{dst.name}: its parent folder does not exist",
-            expected="an existing parent folder",
-            found="no such folder",
-            fix="create the parent folder first",
-        )
 
 
 def check_detection(dataset: ImageDataset, fmt: str) -> None:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from dentpy.data.case import pseudonym
 from dentpy.data.image2d import DICOM_SUFFIXES, IMAGE2D_SUFFIXES, is_image2d_file
-from dentpy.data.layouts import listing, relative_name, visible_entries
+from dentpy.data.layouts import check_destination, listing, relative_name, visible_entries
 from dentpy.data.samples2d import ImageDataset, ImageRecord
 from dentpy.errors import InputDataError, OutputError
 
@@ -356,20 +356,7 @@ def write(dataset: ImageDataset, dst: Path) -> Path:
             found=f"task {dataset.task}",
             fix="write detection datasets as COCO or YOLO",
         )
-    if dst.exists() or dst.is_symlink():
-        raise OutputError(
-            f"{dst.name} already exists",
-            expected="a destination that does not exist yet (dentpy never overwrites data)",
-            found="an existing " + ("folder" if dst.is_dir() else "file"),
-            fix="choose a new destination, or delete the old one first",
-        )
-    if not dst.parent.is_dir():
-        raise OutputError(
-            f"{dst.name}: its parent folder does not exist",
-            expected="an existing parent folder",
-            found="no such folder",
-            fix="create the parent folder first",
-        )
+    check_destination(dst)
     pool = [*dataset.records, *dataset.test_records]
     unlabelled = [r for r in pool if r.class_label is None]
     if unlabelled:

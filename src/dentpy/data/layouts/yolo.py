@@ -39,11 +39,10 @@ import yaml
 
 from dentpy.data.case import pseudonym
 from dentpy.data.image2d import DICOM_SUFFIXES, MAX_PIXELS, is_image2d_file, read_image2d
-from dentpy.data.layouts import listing, relative_name, visible_entries
+from dentpy.data.layouts import check_destination, listing, relative_name, visible_entries
 from dentpy.data.layouts.coco import (
     SPLIT_ORDER,
     build,
-    check_destination,
     check_detection,
     image_size,
     placement,
