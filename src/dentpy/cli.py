@@ -409,9 +409,9 @@ def predict(
         ),
     ] = None,
     checkpoint: Annotated[str, typer.Option(help="best | last")] = "best",
-    overlay: Annotated[bool, typer.Option(help="also write <name>_overlay.png")] = False,
+    overlay: Annotated[bool, typer.Option(help="also write NAME_overlay.png")] = False,
     explain: Annotated[
-        bool, typer.Option(help="classification: also write a Grad-CAM <name>_cam.png")
+        bool, typer.Option(help="classification: also write a Grad-CAM NAME_cam.png")
     ] = False,
 ) -> None:
     """Segmentation: segment new scans; each output is NIfTI with exactly the input's shape
