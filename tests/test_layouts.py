@@ -476,3 +476,26 @@ def test_corrupt_file_error_names_the_case_without_absolute_paths(tmp_path: Path
         f"case {record.case_id} (imagesTr/case_003_0000.nii.gz): file cannot be read completely"
     )
     assert str(tmp_path) not in str(error)
+
+
+def test_two_files_with_one_case_name_are_refused(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from dentpy.data.dataset import open_any
+
+    volumes = tmp_path / "scans"
+    volumes.mkdir()
+    image = nib.Nifti1Image(np.zeros((4, 4, 4), dtype=np.float32), np.eye(4))
+    nib.save(image, volumes / "scan.nii")
+    nib.save(image, volumes / "scan.nii.gz")
+    with pytest.raises(InputDataError) as error:
+        open_any(volumes)
+    assert "two scans give the same case name" in error.value.what
+    assert "scan.nii and scan.nii.gz" in (error.value.found or "")
+    pictures = tmp_path / "xrays"
+    pictures.mkdir()
+    for suffix in (".png", ".tif"):
+        Image.fromarray(np.zeros((4, 4), dtype=np.uint8)).save(pictures / f"bw1{suffix}")
+    with pytest.raises(InputDataError) as error:
+        open_any(pictures)
+    assert "two images give the same case name" in error.value.what

@@ -9,7 +9,7 @@ relative to the dataset root (errors never print absolute paths).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -203,3 +203,30 @@ def check_destination(dst: Path) -> None:
             found="no such folder",
             fix="create the parent folder first",
         )
+
+
+def named_cases(
+    paths: Iterable[Path], root: Path, suffix_of: Callable[[Path], str], kind: str
+) -> list[tuple[Path, str, str]]:
+    """(path, case name, case id) per file: the name is the file name without its suffix.
+
+    Two files giving one name (scan.nii and scan.nii.gz) would be one case twice; refused.
+    `kind` names the files in the error ("scans", "images").
+    """
+    from dentpy.data.case import pseudonym
+
+    named: list[tuple[Path, str, str]] = []
+    seen: dict[str, str] = {}
+    for path in paths:
+        name = path.name[: len(path.name) - len(suffix_of(path))]
+        case_id = pseudonym(name)
+        if case_id in seen:
+            raise InputDataError(
+                f"{relative_name(path, root)}: two {kind} give the same case name",
+                expected="one file per case name (the file name without its suffix)",
+                found=f"{seen[case_id]} and {relative_name(path, root)}",
+                fix="rename or remove one of them",
+            )
+        seen[case_id] = relative_name(path, root)
+        named.append((path, name, case_id))
+    return named

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dentpy.data.case import CaseRecord, pseudonym
+from dentpy.data.case import CaseRecord
 from dentpy.data.dataset import Dataset
 from dentpy.data.io import VOLUME_SUFFIXES, is_volume_file, volume_suffix
-from dentpy.data.layouts import listing, relative_name, visible_entries
+from dentpy.data.layouts import listing, named_cases, visible_entries
 from dentpy.errors import InputDataError
 
 DICOM_SLICE_SUFFIXES = (".dcm", ".dicom", ".ima", "")
@@ -45,6 +45,10 @@ def is_dicom_series(folder: Path) -> bool:
     return False
 
 
+def _suffix(scan: Path) -> str:
+    return "" if scan.is_dir() else volume_suffix(scan)
+
+
 def read(path: Path) -> Dataset:
     path = Path(path)
     if path.is_file():
@@ -69,23 +73,12 @@ def read(path: Path) -> Dataset:
                 found=listing(p.name for p in visible_entries(path)) or "an empty folder",
                 fix="point dentpy at the folder (or file) holding the scans",
             )
-    records = []
-    seen: dict[str, str] = {}
-    for scan in scans:
-        # The case name is the file name without its volume suffix ("scan.nii.gz" -> "scan"),
-        # or the series folder's name.
-        suffix = "" if scan.is_dir() else volume_suffix(scan)
-        name = scan.name[: len(scan.name) - len(suffix)]
-        case_id = pseudonym(name)
-        if case_id in seen:
-            raise InputDataError(
-                f"{relative_name(scan, root)}: two scans give the same case name",
-                expected="one file or series folder per case name",
-                found=f"{seen[case_id]} and {relative_name(scan, root)}",
-                fix="rename or remove one of them",
-            )
-        seen[case_id] = relative_name(scan, root)
-        records.append(CaseRecord(case_id, case_id, scan, root=root, source_name=name))
+    # The case name is the file name without its volume suffix ("scan.nii.gz" -> "scan"),
+    # or the series folder's name.
+    records = [
+        CaseRecord(case_id, case_id, scan, root=root, source_name=name)
+        for scan, name, case_id in named_cases(scans, root, _suffix, "scans")
+    ]
     return Dataset(
         root=root,
         layout="files",

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dentpy.data.case import pseudonym
 from dentpy.data.image2d import IMAGE2D_SUFFIXES, image2d_suffix, is_image2d_file
-from dentpy.data.layouts import listing, relative_name, visible_entries
+from dentpy.data.layouts import listing, named_cases, visible_entries
 from dentpy.data.samples2d import ImageDataset, ImageRecord
 from dentpy.errors import InputDataError
 
@@ -53,20 +52,10 @@ def read(path: Path) -> ImageDataset:
             found="nothing at that path",
             fix="check the path",
         )
-    records = []
-    seen: dict[str, str] = {}
-    for file in files:
-        name = file.name[: len(file.name) - len(image2d_suffix(file))]
-        case_id = pseudonym(name)
-        if case_id in seen:
-            raise InputDataError(
-                f"{relative_name(file, root)}: two images give the same case name",
-                expected="one image per case name (file name without its suffix)",
-                found=f"{seen[case_id]} and {relative_name(file, root)}",
-                fix="rename or remove one of them",
-            )
-        seen[case_id] = relative_name(file, root)
-        records.append(ImageRecord(case_id, case_id, file, root=root, source_name=name))
+    records = [
+        ImageRecord(case_id, case_id, file, root=root, source_name=name)
+        for file, name, case_id in named_cases(files, root, image2d_suffix, "images")
+    ]
     return ImageDataset(
         root=root,
         layout="images",
