@@ -22,7 +22,8 @@ class Template:
     output: str = ""
     positive: str = "auto"
     # Measured on 2 CPU cores (docs/classification.md): tiny_cnn at 128 x 96 reaches the
-    # issue's bar in ~7 minutes; resnet18 is ~20x slower per step there (use it on a GPU).
+    # issue's bar in ~7 minutes; resnet18 is ~28x slower per step there
+    # (benchmarks/classifier_step.py); use it on a GPU.
     model: str = "tiny_cnn"
     loss: str = "ce"
     height: int = 128

@@ -230,3 +230,25 @@ def named_cases(
         seen[case_id] = relative_name(path, root)
         named.append((path, name, case_id))
     return named
+
+
+def find_dataset_json_root(path: Path, prefix: str, kind: str) -> Path | None:
+    """The folder holding dataset.json: `path` itself, or its only `<prefix>*` child with one
+    (nnU-Net `Dataset*`, MSD `Task*`). Several candidates are an error, never a guess."""
+    if (path / "dataset.json").is_file():
+        return path
+    if not path.is_dir():
+        return None
+    candidates = [
+        p
+        for p in visible_entries(path)
+        if p.is_dir() and p.name.startswith(prefix) and (p / "dataset.json").is_file()
+    ]
+    if len(candidates) > 1:
+        raise InputDataError(
+            f"{path.name}: holds several {kind}",
+            expected=f"one {prefix} folder (or the path of the one to use)",
+            found=listing(p.name for p in candidates),
+            fix=f"pass the path of the {prefix} folder you mean",
+        )
+    return candidates[0] if candidates else None

@@ -24,6 +24,7 @@ from dentpy.data.case import Case, CaseRecord, pseudonym
 from dentpy.data.dataset import Dataset
 from dentpy.data.io import VOLUME_SUFFIXES, is_volume_file, volume_suffix
 from dentpy.data.layouts import (
+    find_dataset_json_root,
     listing,
     optional_splits,
     parse_label_map,
@@ -69,23 +70,7 @@ class MsdCaseRecord(CaseRecord):
 
 def find_root(path: Path) -> Path | None:
     """The task folder: `path` itself, or its only `Task*` child with a dataset.json."""
-    if (path / "dataset.json").is_file():
-        return path
-    if not path.is_dir():
-        return None
-    candidates = [
-        p
-        for p in visible_entries(path)
-        if p.is_dir() and p.name.startswith("Task") and (p / "dataset.json").is_file()
-    ]
-    if len(candidates) > 1:
-        raise InputDataError(
-            f"{path.name}: holds several MSD tasks",
-            expected="one Task folder (or the path of the one to use)",
-            found=listing(p.name for p in candidates),
-            fix="pass the path of the Task folder you mean",
-        )
-    return candidates[0] if candidates else None
+    return find_dataset_json_root(path, "Task", "MSD tasks")
 
 
 def read(path: Path) -> Dataset:

@@ -25,6 +25,7 @@ from dentpy.data.case import CaseRecord, pseudonym
 from dentpy.data.dataset import Dataset
 from dentpy.data.io import VOLUME_SUFFIXES, is_volume_file
 from dentpy.data.layouts import (
+    find_dataset_json_root,
     listing,
     optional_splits,
     parse_label_map,
@@ -40,23 +41,7 @@ _CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
 
 def find_root(path: Path) -> Path | None:
     """The Dataset folder: `path` itself, or its only `Dataset*` child with a dataset.json."""
-    if (path / "dataset.json").is_file():
-        return path
-    if not path.is_dir():
-        return None
-    candidates = [
-        p
-        for p in visible_entries(path)
-        if p.is_dir() and p.name.startswith("Dataset") and (p / "dataset.json").is_file()
-    ]
-    if len(candidates) > 1:
-        raise InputDataError(
-            f"{path.name}: holds several nnU-Net datasets",
-            expected="one Dataset folder (or the path of the one to use)",
-            found=listing(p.name for p in candidates),
-            fix="pass the path of the Dataset folder you mean",
-        )
-    return candidates[0] if candidates else None
+    return find_dataset_json_root(path, "Dataset", "nnU-Net datasets")
 
 
 def is_msd(meta: object) -> bool:
