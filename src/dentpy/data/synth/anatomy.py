@@ -12,7 +12,8 @@ softens partial volume, never moves a boundary.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 from scipy.interpolate import PchipInterpolator
@@ -34,6 +35,16 @@ TOOTH_TABLE: dict[int, tuple[str, float, float, float, float]] = {
     8: ("molar", 10.0, 9.6, 6.5, 11.0),
 }
 INTERPROXIMAL_GAP_MM = 0.15
+# Instance variation (drawn from its own random stream, see sample_anatomy):
+IMPACTED_P = 0.25  # per side, when the third molar is present: mesioangular impaction
+IMPACTED_TILT_DEG = (30.0, 70.0)
+IMPACTED_TOP_MM = (-1.5, 0.0)  # top of the crown's box, relative to the crest (w = 0)
+IMPACTED_GAP_MM = (-0.2, 0.8)  # to the second molar; <= 0 touches, never more than 0.2 mm in
+TOUCHING_P = 0.4  # per case: one to three pairs of neighbouring crowns in contact
+TOUCH_GAP_MM = (-0.2, 0.0)  # 0 = touching, < 0 = that much overlap at the contact
+MIN_GAP_MM = 0.1  # every other pair of neighbours keeps at least this much clearance
+TOUCHING_BELOW_MM = 0.05  # a measured gap at or below this is recorded as a contact
+CANAL_CLEARANCE_MM = 0.5  # impacted tooth surface to the IAN canal lumen
 
 
 # --- signed-distance primitives (vectorised over arrays of points) -------------------------
@@ -308,7 +319,8 @@ class Tooth:
         corners = np.array([[x, y, z] for x in (-a, a) for y in (-b, b) for z in (lo, hi)])
         return self.origin + corners @ self.axes
 
-    def fields(self, a: Arr, b: Arr, h: Arr) -> ToothFields:
+    def sdf(self, a: Arr, b: Arr, h: Arr) -> Arr:
+        """Distance to the whole tooth (crown and roots) at local coordinates."""
         ch, md, bl = self.crown_h, self.md, self.bl
         # Crown: rounded box narrowing toward the CEJ, and toward the incisal edge/cusp tip
         # for incisors, canines and premolars.
@@ -331,7 +343,17 @@ class Tooth:
         if self.kind == "molar":
             trunk = sd_round_box(a, b, h + 1.2, 0.36 * md, 0.34 * bl, 2.6, 1.2)
             root = smin(root, trunk, 1.0)
-        tooth = smin(crown, root, 1.2)
+        return smin(crown, root, 1.2)
+
+    def at(self, points: Arr) -> Arr:
+        """Distance to the tooth at anatomical points (..., 3)."""
+        a, b, h = self.local(points[..., 0], points[..., 1], points[..., 2])
+        return self.sdf(a, b, h)
+
+    def fields(self, a: Arr, b: Arr, h: Arr) -> ToothFields:
+        ch, md, bl = self.crown_h, self.md, self.bl
+        tooth = self.sdf(a, b, h)
+        bs = b * self.root_squash
         enamel_t = {"incisor": 1.1, "canine": 1.3, "premolar": 1.5, "molar": 1.8}[self.kind]
         enamel = np.maximum(np.maximum(tooth, -(tooth + enamel_t)), -h)
         # Pulp: chamber near the CEJ, tapering canals to just short of each apex, and always
@@ -418,6 +440,7 @@ class Anatomy:
     cheek_offset_mm: float
     lo: Arr  # anatomical bounding box of every labelled structure
     hi: Arr
+    record: dict[str, Any] = field(default_factory=dict)  # JSON-safe: what was drawn
 
 
 def _tooth_slots(scale: float) -> dict[int, tuple[float, float]]:
@@ -430,8 +453,15 @@ def _tooth_slots(scale: float) -> dict[int, tuple[float, float]]:
     return slots
 
 
-def sample_anatomy(rng: np.random.Generator) -> Anatomy:
-    """Draw one patient's jaw. All sizes in mm; ranges follow DATA.md §2."""
+def sample_anatomy(
+    rng: np.random.Generator, variation: np.random.Generator | None = None
+) -> Anatomy:
+    """Draw one patient's jaw. All sizes in mm; ranges follow DATA.md §2.
+
+    `variation` draws the instance variation (impacted third molars, touching crowns). It
+    is a separate stream so that adding it left every earlier draw of `rng` (and so every
+    case without such variation) as it was; None gives a jaw without it.
+    """
     arch = Arch.build(rng.uniform(28.5, 31.0), rng.uniform(40.0, 46.0))
     scale = rng.uniform(0.92, 1.04)
     slots = _tooth_slots(scale)
@@ -448,14 +478,19 @@ def sample_anatomy(rng: np.random.Generator) -> Anatomy:
     every = _sample_teeth(rng, arch, slots, scale)
     # The canal runs below where the molar apices are, whether or not the tooth is present.
     nominal_apex = {key: float(t.apices()[:, 2].min()) for key, t in every.items()}
-    teeth = [t for key, t in every.items() if key not in missing]
+    draws = _draw_variation(variation)
+    present = {key: t for key, t in every.items() if key not in missing}
+    impacted = _arrange(present, draws)
+    teeth = list(present.values())
 
     # Metal restorations on a few posterior teeth.
     posterior = [i for i, t in enumerate(teeth) if t.kind in ("premolar", "molar")]
     count = int(rng.choice([0, 0, 1, 1, 1, 2, 2, 3]))
     for i in rng.permutation(posterior)[:count]:
         kind = "filling" if rng.random() < 0.7 else "crown"
-        teeth[int(i)] = replace(teeth[int(i)], restoration=kind)
+        # The draw still happens (keeps the stream), but an unerupted tooth is never restored.
+        if (_side(teeth[int(i)].fdi), teeth[int(i)].fdi % 10) not in impacted:
+            teeth[int(i)] = replace(teeth[int(i)], restoration=kind)
 
     # A healed socket leaves the alveolar ridge lower (third molars usually never erupted).
     dips = []
@@ -480,9 +515,23 @@ def sample_anatomy(rng: np.random.Generator) -> Anatomy:
         dips=tuple(dips),
     )
 
+    # Under an impacted molar the canal stays below the tooth until it turns up to the
+    # foramen (the ramus stub is too short for the slope it would otherwise take).
+    ceiling = {key[0]: _lowest(present[key]) - 2.0 for key in impacted}
     canals = tuple(
-        _sample_canal(rng, arch, mandible, slots, nominal_apex, side) for side in ("left", "right")
+        _sample_canal(rng, arch, mandible, slots, nominal_apex, side, ceiling.get(side))
+        for side in ("left", "right")
     )
+    by_key = {(_side(t.fdi), t.fdi % 10): i for i, t in enumerate(teeth)}
+    for key in list(impacted):
+        canal = canals[0] if key[0] == "left" else canals[1]
+        seven = present.get((key[0], 7))
+        placed = _clear_of_canal(teeth[by_key[key]], seven, canal, impacted[key])
+        if placed is None:  # no lift keeps it clear: this one erupts normally after all
+            teeth[by_key[key]] = _fit_gap(every[key], seven, MIN_GAP_MM, only_if_closer=True)
+            del impacted[key]
+        else:
+            teeth[by_key[key]] = placed
 
     # Tongue fills the arch; lips and cheeks lie against the buccal surfaces.
     p_m1, _, _ = arch.frame(slots[6][0])
@@ -493,6 +542,7 @@ def sample_anatomy(rng: np.random.Generator) -> Anatomy:
     )
 
     lo, hi = _bounds(arch, mandible, teeth)
+    record = _record(teeth, missing, impacted)
     return Anatomy(
         arch=arch,
         mandible=mandible,
@@ -503,6 +553,7 @@ def sample_anatomy(rng: np.random.Generator) -> Anatomy:
         cheek_offset_mm=rng.uniform(4.0, 5.5),
         lo=lo,
         hi=hi,
+        record=record,
     )
 
 
@@ -539,6 +590,216 @@ def _sample_teeth(
     return teeth
 
 
+# --- instance variation: impacted third molars, touching crowns -------------------------------
+
+Key = tuple[str, int]  # (side, FDI position)
+# Neighbouring teeth, each pair (mesial, distal), in the order they are arranged: across the
+# midline first, then outward along each side, so a tooth only moves after its mesial
+# neighbour has settled and never disturbs a contact already set.
+NEIGHBOURS: tuple[tuple[Key, Key], ...] = (
+    (("left", 1), ("right", 1)),
+    *((("left", p), ("left", p + 1)) for p in range(1, 8)),
+    *((("right", p), ("right", p + 1)) for p in range(1, 8)),
+)
+
+
+def _side(fdi: int) -> str:
+    return "left" if fdi // 10 == 3 else "right"
+
+
+def _fdi(key: Key) -> int:
+    return (30 if key[0] == "left" else 40) + key[1]
+
+
+def _draw_variation(rng: np.random.Generator | None) -> dict[str, Any]:
+    """Every draw is made whatever the outcome, so one choice never shifts the others."""
+    if rng is None:
+        return {"impacted": {}, "touch_count": 0, "touch_order": [], "touch_gap": []}
+    impacted = {}
+    for side in ("left", "right"):
+        hit = rng.random() < IMPACTED_P
+        params = (
+            float(rng.uniform(*IMPACTED_TILT_DEG)),
+            float(rng.uniform(*IMPACTED_TOP_MM)),
+            float(rng.uniform(0.4, 0.7)),  # roots of an unerupted molar are still forming
+            float(rng.uniform(*IMPACTED_GAP_MM)),
+        )
+        if hit:
+            impacted[side] = params
+    touching = rng.random() < TOUCHING_P
+    count = int(rng.integers(1, 4))
+    order = [int(i) for i in rng.permutation(len(NEIGHBOURS))]
+    gaps = [float(g) for g in rng.uniform(*TOUCH_GAP_MM, size=len(NEIGHBOURS))]
+    return {
+        "impacted": impacted,
+        "touch_count": count if touching else 0,
+        "touch_order": order,
+        "touch_gap": gaps,
+    }
+
+
+def _arrange(present: dict[Key, Tooth], draws: dict[str, Any]) -> dict[Key, tuple]:
+    """Space the present teeth (in place): chosen neighbours touch, the others keep a small
+    gap, impacted third molars are tilted and sunk. Returns the impacted keys' parameters."""
+    impacted = {
+        (side, 8): params for side, params in draws["impacted"].items() if (side, 8) in present
+    }
+    eligible = [
+        i
+        for i, (a, b) in enumerate(NEIGHBOURS)
+        if a in present and b in present and a not in impacted and b not in impacted
+    ]
+    # The first eligible pairs in the drawn order touch, so a missing tooth does not turn a
+    # touching case into one without contacts.
+    ranked = [i for i in draws["touch_order"] if i in eligible][: draws["touch_count"]]
+    for i in eligible:
+        mesial, distal = NEIGHBOURS[i]
+        if i in ranked:
+            present[distal] = _fit_gap(present[distal], present[mesial], draws["touch_gap"][i])
+        else:
+            present[distal] = _fit_gap(
+                present[distal], present[mesial], MIN_GAP_MM, only_if_closer=True
+            )
+    for key, params in impacted.items():
+        present[key] = _impact(present[key], present.get((key[0], 7)), params)
+    return impacted
+
+
+def tooth_gap(t1: Tooth, t2: Tooth) -> float:
+    """Clearance between two teeth in mm (negative: depth of overlap at the contact).
+
+    For two shapes `a` gap apart the deepest point of max(sdf1, sdf2) lies midway at
+    gap / 2, and inside an overlap at about -overlap / 2; a coarse grid finds it, a fine
+    grid around it measures it.
+    """
+    e1, e2 = t1.extent(), t2.extent()
+    lo = np.maximum(e1.min(axis=0), e2.min(axis=0))
+    hi = np.minimum(e1.max(axis=0), e2.max(axis=0))
+    if np.any(hi <= lo):
+        return 5.0  # boxes (with their 1 mm margin) apart: far from touching
+
+    def grid(lo: Arr, hi: Arr, step: float) -> Arr:
+        axes = [np.arange(lo[d], hi[d] + step / 2, step) for d in range(3)]
+        return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+
+    def deepest(pts: Arr, keep: int) -> tuple[float, Arr]:
+        d = np.maximum(t1.at(pts), t2.at(pts))
+        order = np.argsort(d, kind="stable")[:keep]
+        return float(d[order[0]]), pts[order]
+
+    # max(sdf1, sdf2) changes by at most the step per step, so each finer level searches
+    # around the coarser one's best points; several of them, because a contact strip along
+    # the crowns has many shallow minima and the coarse grid may rank the wrong one first.
+    _, seeds = deepest(grid(lo, hi, 0.7), keep=6)
+    patch = grid(np.full(3, -0.7), np.full(3, 0.7), 0.175)
+    _, best = deepest((seeds[:, None, :] + patch[None]).reshape(-1, 3), keep=1)
+    value, _ = deepest(best[0] + grid(np.full(3, -0.175), np.full(3, 0.175), 0.035), keep=1)
+    return 2.0 * value
+
+
+def _distal(tooth: Tooth) -> Arr:
+    """Horizontal unit vector away from the midline along the arch at this tooth."""
+    m = np.array([tooth.axes[0, 0], tooth.axes[0, 1], 0.0])
+    return -m / np.linalg.norm(m)
+
+
+def _fit_gap(
+    moving: Tooth, fixed: Tooth | None, target: float, *, only_if_closer: bool = False
+) -> Tooth:
+    """Slide `moving` along the arch until its gap to `fixed` is `target` (mm)."""
+    if fixed is None:
+        return moving
+    away = _distal(moving)
+    gap = tooth_gap(moving, fixed)
+    if only_if_closer and gap >= target:
+        return moving
+    for _ in range(8):
+        if abs(gap - target) < 0.02:
+            break
+        # An oblique contact opens more slowly than the slide; iterating converges anyway.
+        moving = replace(moving, origin=moving.origin + away * (target - gap))
+        gap = tooth_gap(moving, fixed)
+    return moving
+
+
+def _crown_top(tooth: Tooth) -> float:
+    """Highest w of the crown's box (the rounded crown itself stays a little below)."""
+    a, b = tooth.md / 2, tooth.bl / 2
+    corners = np.array([[x, y, z] for x in (-a, a) for y in (-b, b) for z in (0.0, tooth.crown_h)])
+    return float((tooth.origin + corners @ tooth.axes)[:, 2].max())
+
+
+def _impact(tooth: Tooth, seven: Tooth | None, params: tuple) -> Tooth:
+    """Mesioangular impaction: tip the crown toward the second molar about the buccal axis,
+    sink it to the crest or below, and slide it distally so it meets, but does not sink
+    into, the second molar."""
+    tilt, top, roots, gap = params
+    toward = -_distal(tooth)
+    axis = np.cross(np.array([0.0, 0.0, 1.0]), toward)  # rotating about it tips up -> toward
+    rot = rotation(axis, np.radians(tilt))
+    tipped = replace(
+        tooth, axes=tooth.axes @ rot.T, root_len=tooth.root_len * roots, restoration=None
+    )
+    tipped = replace(tipped, origin=tipped.origin + np.array([0.0, 0.0, top - _crown_top(tipped)]))
+    return _fit_gap(tipped, seven, gap)
+
+
+def _lowest(tooth: Tooth) -> float:
+    """Lowest w of any point of the tooth, to 0.5 mm."""
+    e = tooth.extent()
+    axes = [np.arange(e[:, d].min(), e[:, d].max() + 0.25, 0.5) for d in range(3)]
+    pts = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+    inside = pts[tooth.at(pts) < 0]
+    return float(inside[:, 2].min()) if len(inside) else float(tooth.origin[2])
+
+
+def _canal_clearance(tooth: Tooth, canal: Canal) -> float:
+    e = tooth.extent()
+    reach = float(canal.radius.max()) + 1.0
+    near = np.all(
+        (canal.centreline >= e.min(axis=0) - reach) & (canal.centreline <= e.max(axis=0) + reach),
+        axis=1,
+    )
+    if not near.any():
+        return float("inf")
+    return float(np.min(tooth.at(canal.centreline[near]) - canal.radius[near]))
+
+
+def _clear_of_canal(tooth: Tooth, seven: Tooth | None, canal: Canal, params: tuple) -> Tooth | None:
+    """The impacted tooth, lifted in 0.5 mm steps until it clears the IAN canal (the labels
+    stay unambiguous: a tooth voxel never hides the canal); None if 4 mm do not suffice."""
+    for lift in np.arange(0.0, 4.01, 0.5):
+        moved = tooth
+        if lift:
+            moved = replace(tooth, origin=tooth.origin + np.array([0.0, 0.0, lift]))
+            moved = _fit_gap(moved, seven, params[3])
+        if _canal_clearance(moved, canal) >= CANAL_CLEARANCE_MM:
+            return moved
+    return None
+
+
+def _record(teeth: list[Tooth], missing: set[Key], impacted: dict[Key, tuple]) -> dict[str, Any]:
+    """What was drawn, JSON-safe: FDI numbers present, missing, impacted, touching pairs."""
+    by_key = {(_side(t.fdi), t.fdi % 10): t for t in teeth}
+    touching = []
+    for a, b in NEIGHBOURS:
+        if a in by_key and b in by_key and tooth_gap(by_key[a], by_key[b]) <= TOUCHING_BELOW_MM:
+            touching.append(sorted((_fdi(a), _fdi(b))))
+    return {
+        "present": sorted(t.fdi for t in teeth),
+        "missing": sorted(_fdi(k) for k in missing),
+        "impacted": sorted(_fdi(k) for k in impacted),
+        "impaction": {
+            str(_fdi(k)): {
+                "tilt_deg": round(impacted[k][0], 1),
+                "crown_top_mm": round(_crown_top(by_key[k]), 2),
+            }
+            for k in sorted(impacted)
+        },
+        "touching": sorted(touching),
+    }
+
+
 def _sample_canal(
     rng: np.random.Generator,
     arch: Arch,
@@ -546,9 +807,11 @@ def _sample_canal(
     slots: dict[int, tuple[float, float]],
     nominal_apex: dict[tuple[str, int], float],
     side: str,
+    ceiling: float | None = None,
 ) -> Canal:
     """IAN canal: lingual ramus (mandibular foramen) -> below the molar apices (3.5-5 mm)
-    -> buccal exit near the second premolar (mental foramen)."""
+    -> buccal exit near the second premolar (mental foramen). `ceiling` (w, mm) keeps the
+    canal's centre below it up to 4 mm before the ramus end (under an impacted molar)."""
     radius = rng.uniform(1.2, 1.9)
     gap = rng.uniform(3.5, 5.0)
     wall = rng.uniform(0.6, 1.0)
@@ -572,6 +835,11 @@ def _sample_canal(
         (pm2 - 0.5, exit_half - 1.0, below(5, 1.5)),
         (pm2 - 1.5, exit_half + 2.5, below(5, 0.5)),
     ]
+    if ceiling is not None:
+        # Never below the floor: the inferior cortex wins; the caller checks the clearance.
+        top = max(ceiling - radius, floor)
+        control[1] = (control[1][0], control[1][1], min(control[1][2], top))
+        control[2] = (control[2][0], control[2][1], min(control[2][2], top))
     return canal_path(arch, control, radius, side, wall)
 
 

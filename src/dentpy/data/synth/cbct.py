@@ -13,7 +13,9 @@ Image = tissue values mixed by each voxel's coverage of every shape (partial vol
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
@@ -68,6 +70,9 @@ class SyntheticCase:
     image: IntensityImage  # int16 gray values
     label: LabelMap  # uint8, LABELS
     instances: LabelMap  # uint16: 0 background, tooth FDI (31-38, 41-48), pulp 100 + FDI
+    # What was drawn (JSON-safe): "present", "missing", "impacted" FDI numbers, "impaction"
+    # (tilt, crown top per impacted tooth) and "touching" pairs of neighbouring FDI numbers.
+    teeth: dict[str, Any] = field(default_factory=dict)
 
 
 def get_profile(name: str) -> SynthProfile:
@@ -97,11 +102,8 @@ def generate_case(
                 found=repr(value),
                 fix=f"pass an integer {name} such as 0",
             )
-    # Independent streams: anatomy, tissue appearance, artefacts. Switching artefacts off
-    # therefore cannot change the anatomy or the labels.
-    streams = np.random.SeedSequence([seed, index]).spawn(3)
-    rng_anatomy, rng_tissue, rng_artefact = (np.random.default_rng(s) for s in streams)
-    anatomy = sample_anatomy(rng_anatomy)
+    rng_anatomy, rng_tissue, rng_artefact, rng_variation = _streams(seed, index)
+    anatomy = sample_anatomy(rng_anatomy, rng_variation)
     grid = _Grid.place(anatomy, prof, rng_anatomy)
     fields = _rasterise(anatomy, grid)
     label, instances = _labels(fields)
@@ -115,7 +117,22 @@ def generate_case(
         image=IntensityImage(array=image16, affine=affine),
         label=LabelMap(array=label, affine=affine),
         instances=LabelMap(array=instances, affine=affine),
+        teeth=copy.deepcopy(anatomy.record),
     )
+
+
+def case_anatomy(seed: int, index: int) -> Anatomy:
+    """The jaw (shapes in mm) behind `generate_case(seed, index, ...)`, without rasterising."""
+    rng_anatomy, _, _, rng_variation = _streams(seed, index)
+    return sample_anatomy(rng_anatomy, rng_variation)
+
+
+def _streams(seed: int, index: int) -> list[np.random.Generator]:
+    # Independent streams: anatomy, tissue appearance, artefacts. Switching artefacts off
+    # therefore cannot change the anatomy or the labels. The fourth, added later, draws the
+    # instance variation: a spawned child does not depend on how many siblings there are,
+    # so the first three (and every draw made from them) are as they were before it.
+    return [np.random.default_rng(s) for s in np.random.SeedSequence([seed, index]).spawn(4)]
 
 
 # --- grid and pose --------------------------------------------------------------------------

@@ -20,8 +20,16 @@ from typing import Any
 
 import numpy as np
 
+from dentpy.data.fdi import TOOTHFAIRY3_LABELS
 from dentpy.data.io import write_volume
-from dentpy.data.synth.cbct import LABELS, SyntheticCase, generate_case, get_profile
+from dentpy.data.synth.cbct import (
+    LABELS,
+    PULP_INSTANCE_OFFSET,
+    SyntheticCase,
+    generate_case,
+    get_profile,
+)
+from dentpy.data.volume import LabelMap
 from dentpy.errors import SpecError
 from dentpy.registry import did_you_mean
 
@@ -29,6 +37,36 @@ NNUNET_DATASET = "Dataset001_SynthCBCT"
 README = "README.txt"
 MARKER = "dentpy synthetic dataset"
 SPARSE_EVERY = 5  # ToothFairy gt_sparse: one labelled axial slice in five
+LABEL_SCHEMES = ("semantic", "toothfairy3")
+# ToothFairy3 ids of the generator's semantic classes. The generator follows RAS+ (the
+# patient's left at world x < 0), so its left canal is ToothFairy3's left canal.
+_TF3_CLASS = {
+    "mandible": TOOTHFAIRY3_LABELS["Lower Jawbone"],
+    "left_ian": TOOTHFAIRY3_LABELS["Left Inferior Alveolar Canal"],
+    "right_ian": TOOTHFAIRY3_LABELS["Right Inferior Alveolar Canal"],
+}
+_LOWER_FDI = (*range(31, 39), *range(41, 49))
+
+
+def toothfairy3_labels() -> dict[str, int]:
+    """What a toothfairy3-labelled synthetic dataset declares: background, lower jawbone,
+    both canals and all 16 lower teeth and their pulps (declared even where a case lacks
+    a tooth: a dataset declares its label set), with ToothFairy3's names and ids."""
+    wanted = {0, *_TF3_CLASS.values(), *_LOWER_FDI}
+    wanted |= {PULP_INSTANCE_OFFSET + fdi for fdi in _LOWER_FDI}
+    return {name: i for name, i in TOOTHFAIRY3_LABELS.items() if i in wanted}
+
+
+def toothfairy3_label(case: SyntheticCase) -> LabelMap:
+    """The case's labels in ToothFairy3 ids: jawbone 1, canals 3 / 4, tooth = FDI, its pulp =
+    100 + FDI (the instance map already holds those for teeth and pulps)."""
+    label = case.label.array
+    out = np.zeros(label.shape, dtype=np.uint8)  # largest id is 148
+    for name, tf3 in _TF3_CLASS.items():
+        out[label == LABELS[name]] = tf3
+    dental = np.isin(label, (LABELS["tooth"], LABELS["pulp"]))
+    out[dental] = case.instances.array[dental]
+    return LabelMap(array=out, affine=case.label.affine)
 
 
 def write_dataset(
@@ -38,11 +76,14 @@ def write_dataset(
     seed: int = 0,
     layout: str = "nnunet",
     test_cases: int = 0,
+    labels: str = "semantic",
 ) -> Path:
     """Write `cases` training (+ `test_cases` test) cases; returns the dataset root.
 
     Case i (0-based; test cases continue after the training ones) is
     `generate_case(seed, i, profile)`, so the same arguments give byte-identical files.
+    `labels`: "semantic" (LABELS, 0-5) or "toothfairy3" (ToothFairy3 ids: teeth by FDI
+    number, pulps 100 + FDI; nnunet and pulpy layouts).
     """
     writers: dict[str, Callable[[Path, _Plan], None]] = {
         "nnunet": _write_nnunet,
@@ -56,6 +97,21 @@ def write_dataset(
             found=repr(layout),
             fix=did_you_mean(layout, list(writers)),
         )
+    if labels not in LABEL_SCHEMES:
+        raise SpecError(
+            f"unknown synthetic label scheme {labels!r}",
+            expected=f"one of {', '.join(LABEL_SCHEMES)}",
+            found=repr(labels),
+            fix=did_you_mean(labels, list(LABEL_SCHEMES)),
+        )
+    if layout == "toothfairy" and labels != "semantic":
+        raise SpecError(
+            f"synthetic dataset: labels={labels!r} does not fit the toothfairy layout",
+            expected="labels 'semantic' with layout 'toothfairy' (it stores canal masks only)",
+            found=f"layout 'toothfairy' with labels {labels!r}",
+            fix="use --layout nnunet or --layout pulpy for ToothFairy3 labels, "
+            "or --labels semantic",
+        )
     get_profile(profile)  # fail before touching the disk
     for name, value, least in (("cases", cases, 1), ("test_cases", test_cases, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
@@ -68,7 +124,7 @@ def write_dataset(
     out = Path(out)
     root = out / NNUNET_DATASET if layout == "nnunet" else out
     _check_replaceable(root)
-    plan = _Plan(cases=cases, test_cases=test_cases, profile=profile, seed=seed, layout=layout)
+    plan = _Plan(cases, test_cases, profile, seed, layout, labels)
     root.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".tmp-{root.name}-", dir=root.parent))
     try:
@@ -82,10 +138,20 @@ def write_dataset(
 
 
 class _Plan:
-    def __init__(self, cases: int, test_cases: int, profile: str, seed: int, layout: str) -> None:
+    def __init__(
+        self, cases: int, test_cases: int, profile: str, seed: int, layout: str, labels: str
+    ) -> None:
         self.cases, self.test_cases = cases, test_cases
-        self.profile, self.seed, self.layout = profile, seed, layout
+        self.profile, self.seed, self.layout, self.labels = profile, seed, layout, labels
         self.spacing = get_profile(profile).spacing_mm
+        self.drawn: dict[int, dict[str, Any]] = {}  # per case: what the anatomy drew
+
+    @property
+    def label_names(self) -> dict[str, int]:
+        return toothfairy3_labels() if self.labels == "toothfairy3" else dict(LABELS)
+
+    def label(self, case: SyntheticCase) -> LabelMap:
+        return toothfairy3_label(case) if self.labels == "toothfairy3" else case.label
 
     @property
     def train(self) -> range:
@@ -96,13 +162,16 @@ class _Plan:
         return range(self.cases, self.cases + self.test_cases)
 
     def case(self, index: int) -> SyntheticCase:
-        return generate_case(self.seed, index, self.profile)
+        case = generate_case(self.seed, index, self.profile)
+        self.drawn[index] = case.teeth
+        return case
 
     def describe(self) -> str:
         return (
             f"{MARKER}: procedural CBCT of the lower jaw (mandible, teeth, pulp, IAN canals), "
             f"not patient data; seed={self.seed}, profile={self.profile} "
             f"({self.spacing:g} mm isotropic voxels)"
+            + ("; labels=toothfairy3 (ToothFairy3 ids)" if self.labels == "toothfairy3" else "")
         )
 
     def readme(self) -> str:
@@ -110,10 +179,9 @@ class _Plan:
             self.describe(),
             f"layout: {self.layout}",
             f"training cases: {self.cases}; test cases: {self.test_cases}",
-            f"labels: {json.dumps(LABELS)}",
-            "instances: tooth = FDI number (31-38 lower left, 41-48 lower right), "
-            "its pulp = 100 + FDI",
+            *self._label_lines(),
             "orientation: RAS+ (world x toward the patient's right; left structures at x < 0)",
+            *self._variation_lines(),
         ]
         if self.layout == "toothfairy":
             lines += [
@@ -124,6 +192,41 @@ class _Plan:
                 f"labelled on every {SPARSE_EVERY}th axial slice only",
             ]
         return "\n".join(lines) + "\n"
+
+    def _label_lines(self) -> list[str]:
+        if self.labels == "toothfairy3":
+            return [
+                "label scheme: toothfairy3 (ToothFairy3 ids): Lower Jawbone 1, Left Inferior "
+                "Alveolar Canal 3, Right Inferior Alveolar Canal 4, each tooth = its FDI number "
+                "(31-38 lower left, 41-48 lower right), its pulp = 100 + FDI (131-148); "
+                "all 16 lower teeth and pulps are declared even where a case lacks a tooth",
+                f"labels: {json.dumps(self.label_names)}",
+            ]
+        lines = [
+            "label scheme: semantic (one class per structure; teeth not told apart)",
+            f"labels: {json.dumps(LABELS)}",
+        ]
+        if self.layout == "pulpy":
+            lines.append(
+                "gt_instance: tooth = FDI number (31-38 lower left, 41-48 lower right), "
+                "its pulp = 100 + FDI"
+            )
+        return lines
+
+    def _variation_lines(self) -> list[str]:
+        drawn = [self.drawn[i] for i in sorted(self.drawn)]
+        impacted = sum(bool(d.get("impacted")) for d in drawn)
+        touching = sum(bool(d.get("touching")) for d in drawn)
+        missing = sum(bool(d.get("missing")) for d in drawn)
+        return [
+            "tooth variation: missing teeth (third molars often); impacted third molars "
+            "(mesially tilted 30-70 degrees, crown sunk to the alveolar crest or up to 1.5 mm "
+            "below it, lifted where needed to clear the IAN canal); "
+            "neighbouring crowns in contact (gap 0 to 0.2 mm overlap), so teeth must be "
+            "told apart by shape, not by connectivity",
+            f"of {len(drawn)} cases: {missing} with missing teeth, {impacted} with an "
+            f"impacted third molar, {touching} with touching crowns",
+        ]
 
 
 def _case_name(index: int, plan: _Plan) -> str:
@@ -139,12 +242,12 @@ def _write_nnunet(root: Path, plan: _Plan) -> None:
         for index in indices:
             case, name = plan.case(index), _case_name(index, plan)
             write_volume(case.image, root / images / f"{name}_0000.nii.gz")
-            write_volume(case.label, root / labels / f"{name}.nii.gz")
+            write_volume(plan.label(case), root / labels / f"{name}.nii.gz")
     meta: dict[str, Any] = {
         "name": "SynthCBCT",
         "description": plan.describe(),
         "channel_names": {"0": "CBCT"},
-        "labels": dict(LABELS),
+        "labels": plan.label_names,
         "numTraining": plan.cases,
         "file_ending": ".nii.gz",
         "licence": "CC0 (generated)",
@@ -160,10 +263,10 @@ def _write_pulpy(root: Path, plan: _Plan) -> None:
     for index in (*plan.train, *plan.test):
         case, folder = plan.case(index), root / _patient(index)
         write_volume(case.image, folder / "data.nii.gz")
-        write_volume(case.label, folder / "label.nii.gz")
+        write_volume(plan.label(case), folder / "label.nii.gz")
         write_volume(case.instances, folder / "gt_instance.nii.gz")
     # Pulpy3D itself ships no label names; dentpy's reader takes them from labels.json.
-    _write_json(root / "labels.json", dict(LABELS))
+    _write_json(root / "labels.json", plan.label_names)
     if plan.test_cases:
         splits = {
             "train": [_patient(i) for i in plan.train],
