@@ -11,9 +11,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, cast
+from typing import TYPE_CHECKING, Literal, cast
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from dentpy.data.volume import LabelMap
 
 # A 2D array is measured as a single slice (I, J, 1); these 2D connectivities map onto the
 # 3D ones that behave the same on one slice.
@@ -156,7 +159,13 @@ def volumes_of_file(
     """
     from dentpy.data.io import read_label
 
-    label_map = read_label(path)
+    return volumes_of_map(read_label(path), instances, connectivity)
+
+
+def volumes_of_map(
+    label_map: LabelMap, instances: bool = False, connectivity: int = 26
+) -> list[LabelVolume]:
+    """label_volumes of a label map already read, using its own geometry."""
     return _measure(
         label_map.array, label_map.voxel_volume_mm3, label_map.affine, instances, connectivity
     )
