@@ -122,13 +122,26 @@ def synth_cbct(
     seed: Annotated[int, typer.Option(help="same seed, same bytes")] = 0,
     layout: Annotated[str, typer.Option(help="nnunet | pulpy | toothfairy")] = "nnunet",
     test_cases: Annotated[int, typer.Option(help="extra held-out cases (imagesTs)")] = 0,
+    labels: Annotated[
+        str,
+        typer.Option(
+            help="semantic (mandible, canals, tooth, pulp) | toothfairy3 (ToothFairy3 ids: "
+            "teeth by FDI number, pulps 100 + FDI; nnunet and pulpy layouts)"
+        ),
+    ] = "semantic",
 ) -> None:
     """Synthetic CBCT of the lower jaw: mandible, teeth (enamel, dentin, pulp), left and right
     IAN canals, with CBCT artefacts; labels agree with the image by construction."""
     from dentpy.data.synth import write_dataset
 
     root = write_dataset(
-        out, cases, profile=profile, seed=seed, layout=layout, test_cases=test_cases
+        out,
+        cases,
+        profile=profile,
+        seed=seed,
+        layout=layout,
+        test_cases=test_cases,
+        labels=labels,
     )
     typer.echo(f"wrote {cases + test_cases} synthetic cases ({profile}, seed {seed}) to {root}")
 
@@ -384,7 +397,18 @@ def evaluate(
 
     summary = evaluate_run(run, split=split, checkpoint=checkpoint)
     console = _console()
-    console.print(render_summary(summary))
+    if "instances" in summary:
+        from dentpy.evaluate_instances import render_instance_summary
+
+        # One row per tooth would be 16-64 rows: teeth are summarised per family instead,
+        # and listed one by one in per_tooth.csv.
+        numbered = set(summary["instances"]["classes"])
+        others = [row for row in summary["model"] if row["class"] not in numbered]
+        if others:
+            console.print(render_summary({**summary, "model": others}))
+        console.print(render_instance_summary(summary["instances"]))
+    else:
+        console.print(render_summary(summary))
     console.print(HD95_DEFINITION)
     console.print(EMPTY_MASK_POLICY)
     console.print(f"per-case tables and summary: {run / 'evaluation' / split}")
@@ -413,6 +437,13 @@ def predict(
     explain: Annotated[
         bool, typer.Option(help="classification: also write a Grad-CAM NAME_cam.png")
     ] = False,
+    report: Annotated[
+        bool,
+        typer.Option(
+            help="tooth-numbering runs: also write NAME_teeth.csv and NAME_teeth.json (per "
+            "FDI tooth: volume, pulp volume, pulp/tooth ratio, apex-to-canal mm, findings)"
+        ),
+    ] = False,
 ) -> None:
     """Segmentation: segment new scans; each output is NIfTI with exactly the input's shape
     and affine. Classification: predictions.csv with the class and every probability."""
@@ -427,26 +458,102 @@ def predict(
     from dentpy.inference import predict_files
 
     written = predict_files(
-        run, inputs, out, keep_largest=keep_largest, checkpoint=checkpoint, overlay=overlay
+        run,
+        inputs,
+        out,
+        keep_largest=keep_largest,
+        checkpoint=checkpoint,
+        overlay=overlay,
+        report=report,
     )
+    extras = [*(["_overlay.png"] if overlay else []), *(["_teeth.csv/.json"] if report else [])]
     for path in written:
-        typer.echo(f"wrote {path}" + ("  (+ _overlay.png)" if overlay else ""))
+        typer.echo(f"wrote {path}" + (f"  (+ {', '.join(extras)})" if extras else ""))
 
 
 @app.command(epilog="Example: `dentpy volume predictions/scan_seg.nii.gz --instances`")
 def volume(
     mask: Annotated[Path, typer.Argument(help="label map (NIfTI/MHA/NRRD)")],
-    instances: Annotated[bool, typer.Option(help="one row per connected component")] = False,
+    instances: Annotated[
+        bool,
+        typer.Option(
+            help="one row per connected component; on a map with FDI tooth ids (11-48, "
+            "51-85, pulps 100 + FDI) one row per tooth instead: tooth and pulp mm³, "
+            "pulp/tooth ratio, root apex to IAN distance"
+        ),
+    ] = False,
+    ian_label: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--ian-label",
+            metavar="ID",
+            help="label id of an inferior alveolar canal (repeatable), used only for the "
+            "per-tooth table of a map with FDI teeth; default: 3 and 4 (ToothFairy2/3)",
+        ),
+    ] = None,
+    csv_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--csv",
+            help="also write the per-tooth table (needs --instances and FDI teeth) as CSV; "
+            "never overwrites",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
-    """Volume per label in voxels and mm³ from the file's own spacing."""
+    """Volume per label in voxels and mm³ from the file's own spacing; per tooth (FDI)
+    with --instances on a tooth map."""
     from dataclasses import asdict
 
     from rich.table import Table
 
-    from dentpy.measure import volumes_of_file
+    if csv_path is not None:
+        if not instances:
+            raise typer.BadParameter(
+                "--csv writes the per-tooth table; add --instances", param_hint="--csv"
+            )
+        from dentpy.measure_teeth import refuse_existing_output
 
-    rows = volumes_of_file(mask, instances=instances)
+        # Checked before measuring too, so a slow measurement never ends in a refused write.
+        refuse_existing_output(csv_path)
+    if not instances:
+        from dentpy.measure import volumes_of_file
+
+        rows = volumes_of_file(mask, instances=instances)
+    else:
+        from dentpy.data.io import read_label
+        from dentpy.measure import volumes_of_map
+        from dentpy.measure_teeth import (
+            has_fdi_labels,
+            tooth_measures,
+            tooth_table,
+            write_tooth_csv,
+        )
+
+        # Read once: the same map gives either the per-tooth table or per-component rows.
+        label_map = read_label(mask)
+        if has_fdi_labels(label_map.array):
+            ian_ids = (3, 4) if ian_label is None else tuple(ian_label)
+            try:
+                teeth = tooth_measures(label_map.array, label_map.affine, ian_ids)
+            except ValueError as exc:
+                raise typer.BadParameter(str(exc), param_hint="--ian-label") from None
+            if csv_path is not None:
+                write_tooth_csv(csv_path, teeth)
+            if as_json:
+                typer.echo(json.dumps([asdict(t) for t in teeth], indent=2))
+                return
+            _console().print(tooth_table(teeth, f"teeth of {mask.name}"))
+            if csv_path is not None:
+                typer.echo(f"wrote {csv_path}")
+            return
+        if csv_path is not None:
+            raise typer.BadParameter(
+                f"{mask.name} holds no FDI tooth ids (11-48, 51-85) or pulp ids (100 + FDI), "
+                "so there is no per-tooth table to write",
+                param_hint="--csv",
+            )
+        rows = volumes_of_map(label_map, instances=True)
     if as_json:
         typer.echo(json.dumps([asdict(r) for r in rows], indent=2))
         return

@@ -45,7 +45,9 @@ def evaluate_run(
     from dentpy.baselines import fit_threshold_windows
     from dentpy.data.dataset import open_dataset
     from dentpy.engine.run import load_trained
+    from dentpy.evaluate_instances import instance_case, summarize_instances
     from dentpy.inference import postprocess, predict_volume
+    from dentpy.instances import instance_postprocess
     from dentpy.metrics.segmentation import (
         METRIC_DEFINITIONS,
         binary_metrics,
@@ -87,19 +89,26 @@ def evaluate_run(
     classes = {name: i for i, name in enumerate(task.class_names, start=1)}
     class_ids = [list(ids) for ids in task.class_label_ids]
 
-    # Baseline windows are fitted on training cases only.
+    # Baseline windows are fitted on training cases only. An intensity window cannot tell
+    # one tooth's number from another's, so instance runs have no threshold baseline.
     train_images, train_masks = [], []
-    for case_id in splits["train"][:BASELINE_CASES]:
+    for case_id in [] if task.instances else splits["train"][:BASELINE_CASES]:
         case = dataset.load(records[case_id])
         mapped = map_classes(np.asarray(case.label.array), class_ids)  # type: ignore[union-attr]
         train_images.append(np.asarray(case.image.array))
         train_masks.append([mapped == c for c in classes.values()])
-    windows = fit_threshold_windows(
-        train_images, train_masks, list(classes), spec.preprocess.clip_percentiles
+    windows = (
+        fit_threshold_windows(
+            train_images, train_masks, list(classes), spec.preprocess.clip_percentiles
+        )
+        if train_images
+        else []
     )
 
     model_rows: list[dict[str, Any]] = []
     baseline_rows: list[dict[str, Any]] = []
+    tooth_rows: list[dict[str, Any]] = []
+    instance_cases: list[dict[str, Any]] = []
     for case_id in splits[split]:
         case = dataset.load(records[case_id])
         truth = map_classes(np.asarray(case.label.array), class_ids)  # type: ignore[union-attr]
@@ -114,6 +123,18 @@ def evaluate_run(
         )
         prediction = postprocess(prediction, list(task.class_names), spec.postprocess.keep_largest)
         spacing = case.image.spacing_mm
+        if task.instances:
+            # Instance runs are scored in the dataset's own label ids (FDI numbers).
+            pred_ids, findings = instance_postprocess(prediction, task)
+            truth_ids = np.asarray(case.label.array)  # type: ignore[union-attr]
+            by_id = {n: ids for n, ids in zip(task.class_names, class_ids, strict=True)}
+            model_rows += case_metrics(pred_ids.array, truth_ids, by_id, spacing, case_id)
+            rows, counts = instance_case(
+                case_id, pred_ids.array, truth_ids, spacing, task, findings
+            )
+            tooth_rows += rows
+            instance_cases.append(counts)
+            continue
         model_rows += case_metrics(prediction.array, truth, classes, spacing, case_id)
         normalized = normalize_intensity(
             np.asarray(case.image.array), spec.preprocess.clip_percentiles
@@ -124,8 +145,9 @@ def evaluate_run(
 
     out = run.evaluation / split
     _write_csv(out / "per_case.csv", model_rows)
-    _write_csv(out / "baseline_per_case.csv", baseline_rows)
-    summary = {
+    if baseline_rows:
+        _write_csv(out / "baseline_per_case.csv", baseline_rows)
+    summary: dict[str, Any] = {
         "run": run.root.name,
         "split": split,
         "checkpoint": checkpoint,
@@ -138,16 +160,32 @@ def evaluate_run(
                 "windows": [asdict(w) for w in windows],
                 "fitted_on": f"{len(train_images)} training cases",
             }
-        },
+        }
+        if baseline_rows
+        else {},
         "definitions": METRIC_DEFINITIONS,
         "empty_mask_policy": EMPTY_MASK_POLICY,
         "hd95_definition": HD95_DEFINITION,
         "model_selection": "best checkpoint chosen on the validation split only",
         "postprocess": {"keep_largest": list(spec.postprocess.keep_largest)},
     }
+    if task.instances:
+        _write_csv(out / "per_tooth.csv", tooth_rows)
+        summary["instances"] = summarize_instances(tooth_rows, instance_cases)
+        summary["instances"]["classes"] = [
+            name
+            for name, ids in zip(task.class_names, task.class_label_ids, strict=True)
+            if ids[0] in task.instance_label_ids("teeth") + task.instance_label_ids("pulp")
+        ]
+        _write_csv(out / "instance_findings.csv", _finding_rows(instance_cases))
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     _write_csv(out / "summary.csv", summarize(model_rows))
     return summary
+
+
+def _finding_rows(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = [{"case_id": c["case_id"], **f} for c in cases for f in c["findings"]]
+    return rows or [{"case_id": "", "kind": "", "label": "", "detail": "no findings"}]
 
 
 def render_summary(summary: dict[str, Any]) -> Any:
@@ -161,7 +199,8 @@ def render_summary(summary: dict[str, Any]) -> Any:
     columns = ("class", "Dice", "HD95 mm", "precision", "recall", "|ΔV| mm³", "missed", "thr. Dice")
     for column in columns:
         table.add_column(column, justify="left" if column == "class" else "right", overflow="fold")
-    baseline = {r["class"]: r for r in summary["baselines"]["threshold"]["summary"]}
+    threshold = summary["baselines"].get("threshold", {"summary": []})
+    baseline = {r["class"]: r for r in threshold["summary"]}
     for row in summary["model"]:
 
         def ms(key: str, row: dict[str, Any] = row, digits: int = 2) -> str:
@@ -175,7 +214,7 @@ def render_summary(summary: dict[str, Any]) -> Any:
             ms("recall"),
             ms("abs_volume_error_mm3", digits=0),
             f"{row['n_pred_empty']}/{row['n_cases']}",
-            f"{baseline[row['class']]['dice_mean']:.2f}",
+            f"{baseline[row['class']]['dice_mean']:.2f}" if row["class"] in baseline else "-",
         )
     table.caption = "mean±SD over cases; IoU, specificity and volumes in per_case.csv"
     return table

@@ -150,13 +150,17 @@ def predict_files(
     keep_largest: Sequence[str] | None = None,
     checkpoint: str = "best",
     overlay: bool = False,
+    report: bool = False,
 ) -> list[Path]:
     """Segment each input volume with a trained run; writes `<name>_seg.nii.gz` per input.
 
     Each input is a volume file, a DICOM series folder, or a folder of those (as `dentpy
     data check` reads them). `keep_largest` lists classes reduced to their largest
     component; None uses the run's spec (`postprocess.keep_largest`). `overlay` also writes
-    `<name>_overlay.png`."""
+    `<name>_overlay.png`. Semantic runs write class indices (1 = first class); instance
+    runs write the dataset's label ids (a tooth's value is its FDI number, its pulp's
+    100 + FDI), and `report` adds `<name>_teeth.csv` and `<name>_teeth.json` (per-tooth
+    volumes, pulp/tooth ratio, apex-to-canal distance, numbering findings)."""
     from dentpy.data.io import read_image, write_volume
     from dentpy.data.layouts.files import read as read_scans
     from dentpy.engine.run import load_trained
@@ -169,11 +173,19 @@ def predict_files(
         for record in read_scans(Path(path)).test_records
     ]
     # Every output name is checked before the model loads: nothing is ever overwritten.
-    planned = [Path(out_dir) / f"{scan.source_name}_seg.nii.gz" for scan in scans]
-    if overlay:
-        planned += [Path(out_dir) / f"{scan.source_name}_overlay.png" for scan in scans]
+    suffixes = ["_seg.nii.gz", *(["_overlay.png"] if overlay else [])]
+    suffixes += ["_teeth.csv", "_teeth.json"] if report else []
+    planned = [Path(out_dir) / f"{scan.source_name}{end}" for scan in scans for end in suffixes]
     refuse_overwrites(planned, [scan.image_path for scan in scans])
     trained = load_trained(Path(run_dir), checkpoint=checkpoint)
+    instances = trained.task.instances is not None
+    if report and not instances:
+        raise SpecError(
+            "--report lists teeth, and this run does not number teeth",
+            expected="a run trained with objective.output: instance",
+            found=f"a {trained.spec.objective.output} segmentation run",
+            fix="measure structures with `dentpy volume FILE` instead",
+        )
     written = []
     for scan in scans:
         image = read_image(scan.image_path)
@@ -198,9 +210,21 @@ def predict_files(
             )
         prediction = postprocess(prediction, names, chosen)
         stem = scan.source_name
+        if instances:
+            from dentpy.instances import instance_postprocess
+
+            prediction, findings = instance_postprocess(prediction, trained.task)
         written.append(write_volume(prediction, Path(out_dir) / f"{stem}_seg.nii.gz"))
-        if overlay:
+        if overlay and instances:
+            from dentpy.report.instance_overlay import save_instance_overlay
+
+            save_instance_overlay(image, prediction, Path(out_dir) / f"{stem}_overlay.png")
+        elif overlay:
             from dentpy.report.overlay import save_overlay
 
             save_overlay(image, prediction, names, Path(out_dir) / f"{stem}_overlay.png")
+        if report:
+            from dentpy.report.teeth import write_teeth_report
+
+            write_teeth_report(prediction, trained.task, findings, Path(out_dir) / stem)
     return written

@@ -16,8 +16,11 @@ class Template:
     classes: str
     keep_largest: str = "[]"
     iterations: int = 2000
-    patch: int = 96
+    patch: int | str = 96
     file: str = "spec.yaml"
+    # Instance templates only.
+    instances: str = ""
+    spacing: str = "median"
     # Classification templates only.
     output: str = ""
     positive: str = "auto"
@@ -30,12 +33,36 @@ class Template:
     width: int = 96
 
 
+# ToothFairy2/3 names of the canals, learnt with the teeth for apex-to-canal distances.
+_CANALS = ("Left Inferior Alveolar Canal", "Right Inferior Alveolar Canal")
+INSTANCE_ITERATIONS = 3000
+
 TEMPLATES: dict[str, Template] = {
     "pulp-cbct": Template("pulp segmentation in CBCT", "[pulp]"),
     "ian-cbct": Template(
         "inferior alveolar nerve canals in CBCT", "[left_ian, right_ian]", "[left_ian, right_ian]"
     ),
     "teeth-cbct": Template("teeth and pulp in CBCT", "[tooth, pulp]"),
+    "teeth-fdi-cbct": Template(
+        "every tooth by FDI number in CBCT (instance segmentation)",
+        f"[{', '.join(_CANALS)}]",
+        f"[{', '.join(_CANALS)}]",
+        iterations=INSTANCE_ITERATIONS,
+        patch="[80, 64, 48]",
+        file="instance.yaml",
+        instances="teeth",
+        spacing="[1.0, 1.0, 1.0]",
+    ),
+    "pulp-instances-cbct": Template(
+        "every tooth and its pulp by FDI number in CBCT (pulp = 100 + FDI)",
+        f"[{', '.join(_CANALS)}]",
+        f"[{', '.join(_CANALS)}]",
+        iterations=INSTANCE_ITERATIONS,
+        patch="[96, 80, 64]",
+        file="instance.yaml",
+        instances="teeth+pulp",
+        spacing="[0.6, 0.6, 0.6]",
+    ),
     "caries-binary": Template(
         "caries present? (tooth crops from bitewings)",
         "auto",
@@ -85,6 +112,8 @@ def render(template: str, name: str, data: str, iterations: int | None = None) -
         "data": data,
         "iterations": str(iterations or chosen.iterations),
         "patch": str(chosen.patch),
+        "instances": chosen.instances,
+        "spacing": chosen.spacing,
     }.items():
         text = text.replace("{" + key + "}", value)
     return text

@@ -27,11 +27,17 @@ class _Section(BaseModel):
 
 class Objective(_Section):
     task: Literal["segmentation", "classification"] = "segmentation"
-    # segmentation: semantic. classification: binary (present/absent), multiclass, or
-    # ordinal (grades in class order, e.g. sound < mild < moderate < severe).
-    output: Literal["semantic", "binary", "multiclass", "ordinal"] = "semantic"
+    # segmentation: semantic (one label per structure) or instance (one label per tooth,
+    # numbered by FDI; see `instances`). classification: binary (present/absent),
+    # multiclass, or ordinal (grades in class order, e.g. sound < mild < moderate < severe).
+    output: Literal["semantic", "instance", "binary", "multiclass", "ordinal"] = "semantic"
+    # Instance segmentation: which instances to learn from a dataset whose label ids are
+    # FDI numbers (ToothFairy2/3): each tooth (11-48), each tooth's pulp (100 + FDI), or both.
+    instances: Literal["teeth", "pulp", "teeth+pulp"] = "teeth"
     # Segmentation: dataset label names to learn; every other label becomes background.
     # `left_*`/`right_*` names are side-specific, so a left/right flip swaps them.
+    # Instance output: further (non-tooth) structures to learn alongside, e.g. the canals
+    # for apex-to-canal distances; "auto" = none.
     # Classification: the classes in order ("auto": the dataset's order).
     classes: list[str] | Literal["auto"] = "auto"
     # Binary classification: the class that counts as positive (e.g. "caries"); "auto"
@@ -42,7 +48,7 @@ class Objective(_Section):
     @model_validator(mode="after")
     def _output_fits_task(self) -> Objective:
         allowed = {
-            "segmentation": ("semantic",),
+            "segmentation": ("semantic", "instance"),
             "classification": ("binary", "multiclass", "ordinal"),
         }
         if self.output not in allowed[self.task]:
@@ -233,14 +239,20 @@ class Spec(_Section):
         if self.metrics.select_by == "auto":
             by_output = {
                 "semantic": "dice",
+                "instance": "dice",
                 "binary": "roc_auc",
                 "multiclass": "balanced_accuracy",
                 "ordinal": "kappa",
             }
             self.metrics.select_by = by_output[self.objective.output]  # type: ignore[assignment]
         if self.evaluation.baselines == "auto":
+            # An intensity window cannot number teeth: instance output has no baseline yet.
             self.evaluation.baselines = (
-                ["threshold"] if segmentation else ["majority", "intensity_logistic"]
+                []
+                if self.objective.output == "instance"
+                else ["threshold"]
+                if segmentation
+                else ["majority", "intensity_logistic"]
             )
         return self
 

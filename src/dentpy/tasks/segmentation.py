@@ -1,4 +1,12 @@
-"""Semantic segmentation: one output channel per class plus background, argmax decoding."""
+"""Semantic and FDI-instance segmentation: one output channel per class plus background,
+argmax decoding.
+
+Instance segmentation (strategy: one class per FDI number, then per-class component
+cleaning, `dentpy.instances`) is the same network and loss with more classes: each tooth
+(and/or each tooth's pulp) is a class whose dataset label id is its FDI number (pulp:
+100 + FDI), as in ToothFairy2/3. What differs is the left/right flip, which must renumber
+teeth (36 <-> 46), and the evaluation, which matches instances.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +31,8 @@ class SegmentationTask:
 
     class_names: tuple[str, ...]
     class_label_ids: tuple[tuple[int, ...], ...]
+    # None: semantic. "teeth" | "pulp" | "teeth+pulp": instance output (objective.instances).
+    instances: str | None = None
 
     @property
     def out_channels(self) -> int:
@@ -42,7 +52,19 @@ class SegmentationTask:
         return logits.argmax(dim=1, keepdim=True)
 
     def swap_table(self) -> list[int] | None:
-        return side_swap_table(list(self.class_names))
+        if self.instances is None:
+            return side_swap_table(list(self.class_names))
+        from dentpy.tasks.instance import instance_swap_table
+
+        return instance_swap_table(self.class_names, self.class_label_ids)
+
+    def instance_label_ids(self, family: str) -> tuple[int, ...]:
+        """Dataset label ids of one instance family ("teeth" or "pulp") this task learns."""
+        from dentpy.tasks.instance import family_of
+
+        return tuple(
+            ids[0] for ids in self.class_label_ids if len(ids) == 1 and family_of(ids[0]) == family
+        )
 
     def validation_scores(
         self,
@@ -87,16 +109,34 @@ class SegmentationTask:
             "task": "segmentation",
             "class_names": list(self.class_names),
             "class_label_ids": [list(ids) for ids in self.class_label_ids],
+            "instances": self.instances,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SegmentationTask:
-        return cls(tuple(data["class_names"]), tuple(tuple(ids) for ids in data["class_label_ids"]))
+        return cls(
+            tuple(data["class_names"]),
+            tuple(tuple(ids) for ids in data["class_label_ids"]),
+            data.get("instances"),
+        )
 
 
 def build_segmentation_task(spec: Spec, dataset_labels: Mapping[str, int]) -> SegmentationTask:
-    """Resolve `objective.classes` against the dataset's label names."""
+    """Resolve `objective.classes` (and, for instance output, `objective.instances`) against
+    the dataset's label names."""
     names = [n for n, i in dataset_labels.items() if i != 0]
+    if spec.objective.output == "instance":
+        from dentpy.tasks.instance import instance_class_names
+
+        extra = [] if spec.objective.classes == "auto" else list(spec.objective.classes)
+        _check_names(extra, dataset_labels, names, "objective.classes")
+        wanted = instance_class_names(dataset_labels, spec.objective.instances) + [
+            n for n in extra if n not in instance_class_names(dataset_labels, "teeth+pulp")
+        ]
+        _check_keep_largest(spec, wanted)
+        return SegmentationTask(
+            tuple(wanted), tuple((dataset_labels[n],) for n in wanted), spec.objective.instances
+        )
     wanted = names if spec.objective.classes == "auto" else list(spec.objective.classes)
     if not wanted:
         raise SpecError(
@@ -105,14 +145,25 @@ def build_segmentation_task(spec: Spec, dataset_labels: Mapping[str, int]) -> Se
             found="[]",
             fix=f"choose from: {', '.join(names)}",
         )
+    _check_names(wanted, dataset_labels, names, "objective.classes")
+    _check_keep_largest(spec, wanted)
+    return SegmentationTask(tuple(wanted), tuple((dataset_labels[n],) for n in wanted))
+
+
+def _check_names(
+    wanted: list[str], dataset_labels: Mapping[str, int], names: list[str], key: str
+) -> None:
     for name in wanted:
         if name not in dataset_labels or dataset_labels[name] == 0:
             raise SpecError(
-                f"objective.classes names '{name}', which the dataset does not label",
+                f"{key} names '{name}', which the dataset does not label",
                 expected=f"one of the dataset's labels: {', '.join(names)}",
                 found=name,
                 fix=did_you_mean(name, names),
             )
+
+
+def _check_keep_largest(spec: Spec, wanted: list[str]) -> None:
     for name in spec.postprocess.keep_largest:
         if name not in wanted:
             raise SpecError(
@@ -121,4 +172,3 @@ def build_segmentation_task(spec: Spec, dataset_labels: Mapping[str, int]) -> Se
                 found=name,
                 fix=did_you_mean(name, wanted),
             )
-    return SegmentationTask(tuple(wanted), tuple((dataset_labels[n],) for n in wanted))
