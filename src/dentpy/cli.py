@@ -75,8 +75,8 @@ def init(
     template: Annotated[
         str | None,
         typer.Option(
-            help="pulp-cbct | ian-cbct | teeth-cbct | caries-binary | caries-severity; "
-            "omit to answer questions"
+            help="pulp-cbct | ian-cbct | teeth-cbct | teeth-fdi-cbct | pulp-instances-cbct | "
+            "caries-binary | caries-severity; omit to answer questions"
         ),
     ] = None,
     out: Annotated[Path, typer.Option(help="where to write the spec")] = Path("spec.yaml"),
@@ -100,6 +100,8 @@ def init(
             "pulp": "pulp-cbct",
             "ian": "ian-cbct",
             "teeth": "teeth-cbct",
+            "fdi": "teeth-fdi-cbct",
+            "pulps": "pulp-instances-cbct",
             "caries": "caries-binary",
             "grade": "caries-severity",
         }.get(target.strip().lower(), target)

@@ -82,7 +82,11 @@ TEMPLATES: dict[str, Template] = {
 }
 
 QUESTIONS = (
-    ("What should the model learn? (pulp / ian / teeth / caries / grade)", "pulp"),
+    (
+        "What should the model learn? (pulp / ian / teeth / fdi (each tooth by number) / "
+        "pulps (each tooth's pulp) / caries / grade)",
+        "pulp",
+    ),
     ("Where is the dataset folder?", "data"),
     ("How many training iterations?", "2000"),
 )

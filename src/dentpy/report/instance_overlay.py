@@ -54,8 +54,11 @@ def save_instance_overlay(image: IntensityImage, labels: LabelMap, path: str | P
         projection = numbers.max(axis=2)
         rgba = np.zeros((*projection.shape, 4))
         for fdi in np.unique(projection[projection > 0]):
-            colour_index = 2 * ((fdi % 10) - 1) + (1 if (fdi // 10) in (2, 3, 6, 7) else 0)
-            rgba[projection == fdi] = (*colours(colour_index % 20)[:3], 0.6)
+            # One hue per position (incisor ... third molar), light/dark by side; tab20's
+            # grey pair is skipped so no tooth looks unlabelled.
+            hue = (0, 2, 4, 6, 8, 10, 12, 16)[(fdi % 10) - 1]
+            colour_index = hue + (1 if (fdi // 10) in (2, 3, 6, 7) else 0)
+            rgba[projection == fdi] = (*colours(colour_index)[:3], 0.6)
         aspect = spacing[1] / spacing[0]
         # Transposed and x-flipped: patient's right on the picture's left (radiological).
         axis.imshow(
