@@ -35,7 +35,9 @@ from dentpy.errors import SpecError
 from dentpy.registry import did_you_mean
 
 Arr = np.ndarray
-KINDS = ("bitewing", "periapical")
+KINDS = ("bitewing", "periapical")  # intraoral kinds drawn by `generate_xray`
+# Every kind the writer knows; panoramics come from `panoramic.generate_panoramic`.
+ALL_KINDS = (*KINDS, "panoramic")
 # (height, width) in pixels and mm per pixel.
 _GRID = {"bitewing": ((256, 384), 0.1), "periapical": ((320, 256), 0.1)}
 # Tooth-level worst grade: sound, mild, moderate, severe (most teeth sound; mild > moderate).
@@ -85,13 +87,15 @@ class XraySample:
     kind: str
 
 
-def check_kind(kind: str) -> None:
-    if kind not in KINDS:
+def check_kind(kind: str, kinds: tuple[str, ...] = KINDS) -> None:
+    if kind not in kinds:
         raise SpecError(
             f"unknown synthetic X-ray kind {kind!r}",
-            expected=f"one of {', '.join(KINDS)}",
+            expected=f"one of {', '.join(kinds)}",
             found=repr(kind),
-            fix=did_you_mean(kind, list(KINDS)),
+            fix="panoramics come from dentpy.data.synth.panoramic.generate_panoramic"
+            if kind in ALL_KINDS
+            else did_you_mean(kind, list(kinds)),
         )
 
 
@@ -352,4 +356,12 @@ def write_xray_dataset(
     return xray_writers.write_xray_dataset(out, images=images, seed=seed, kind=kind)
 
 
-__all__ = ["KINDS", "XrayLesion", "XraySample", "XrayTooth", "generate_xray", "write_xray_dataset"]
+__all__ = [
+    "ALL_KINDS",
+    "KINDS",
+    "XrayLesion",
+    "XraySample",
+    "XrayTooth",
+    "generate_xray",
+    "write_xray_dataset",
+]

@@ -12,6 +12,7 @@ import csv
 import os
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,8 @@ import numpy as np
 from dentpy.data.image2d_io import write_image2d
 from dentpy.data.layouts import coco, yolo
 from dentpy.data.samples2d import Box, ImageDataset, ImageRecord
-from dentpy.data.synth.xray import XraySample, check_kind, generate_xray
+from dentpy.data.synth.panoramic import FDI_ORDER, generate_panoramic
+from dentpy.data.synth.xray import ALL_KINDS, XraySample, check_kind, generate_xray
 from dentpy.data.synth.xray_anatomy import GRADE_NAMES, SURFACES
 from dentpy.errors import OutputError, SpecError
 
@@ -40,10 +42,12 @@ def write_xray_dataset(
     """Write `images` synthetic X-rays under `out/XraySynth`; returns the folders by name.
 
     Keys: root, images, masks, surfaces (CSV), caries_binary (ImageFolder), caries_severity
-    (CSV layout), detection_coco, detection_yolo. Image i is `generate_xray(seed, i, kind)`,
-    so the same arguments give byte-identical files.
+    (CSV layout), detection_coco, detection_yolo (lesion boxes: mild / moderate / severe),
+    teeth_coco, teeth_yolo (one box per tooth, class = its FDI number). `kind` is bitewing,
+    periapical or panoramic; image i is `generate_xray(seed, i, kind)` (or
+    `generate_panoramic(seed, i)`), so the same arguments give byte-identical files.
     """
-    check_kind(kind)
+    check_kind(kind, ALL_KINDS)
     if isinstance(images, bool) or not isinstance(images, int) or images < 1:
         raise SpecError(
             "synthetic X-rays: images must be an integer >= 1",
@@ -75,6 +79,8 @@ def write_xray_dataset(
         surfaces=root / "surfaces.csv",
         detection_coco=root / "detection_coco",
         detection_yolo=root / "detection_yolo",
+        teeth_coco=root / "teeth_coco",
+        teeth_yolo=root / "teeth_yolo",
     )
     return paths
 
@@ -85,13 +91,28 @@ def _umask() -> int:
     return mask
 
 
+def _generate(seed: int, index: int, kind: str) -> XraySample:
+    if kind == "panoramic":
+        return generate_panoramic(seed, index)
+    return generate_xray(seed, index, kind)
+
+
+def tooth_classes(kind: str) -> tuple[str, ...]:
+    """Tooth-enumeration classes in FDI order: all 32 on a panoramic, premolars and molars
+    (positions 4..8) on the intraoral kinds."""
+    if kind == "panoramic":
+        return tuple(str(fdi) for fdi in FDI_ORDER)
+    return tuple(str(fdi) for fdi in FDI_ORDER if fdi % 10 >= 4)
+
+
 def _fill(root: Path, images: int, seed: int, kind: str) -> None:
     surfaces: list[list[object]] = []
     binary_patients: list[list[object]] = []
     severity: list[list[object]] = []
     records: list[ImageRecord] = []
+    tooth_records: list[ImageRecord] = []
     for index in range(images):
-        sample = generate_xray(seed, index, kind)
+        sample = _generate(seed, index, kind)
         name = f"xray_{index:03d}"
         image_path = write_image2d(sample.image, root / "images" / f"{name}.png")
         write_image2d(sample.mask, root / "masks" / f"{name}.png")
@@ -128,6 +149,19 @@ def _fill(root: Path, images: int, seed: int, kind: str) -> None:
                 source_name=f"{name}.png",
             )
         )
+        tooth_boxes = tuple(
+            Box(
+                x_min=float(tooth.box[0]),
+                y_min=float(tooth.box[1]),
+                x_max=float(tooth.box[2]),
+                y_max=float(tooth.box[3]),
+                label=str(tooth.fdi),
+                fdi=tooth.fdi,
+                source=f"tooth {tooth.fdi}",
+            )
+            for tooth in sample.teeth
+        )
+        tooth_records.append(replace(records[-1], boxes=tooth_boxes))
     _write_csv(
         root / "surfaces.csv",
         ["image", "patient", "tooth", "surface", "grade", "x_min", "y_min", "x_max", "y_max"],
@@ -149,6 +183,9 @@ def _fill(root: Path, images: int, seed: int, kind: str) -> None:
     )
     coco.write(dataset, root / "detection_coco")
     yolo.write(dataset, root / "detection_yolo")
+    teeth = replace(dataset, classes=tooth_classes(kind), records=tuple(tooth_records))
+    coco.write(teeth, root / "teeth_coco")
+    yolo.write(teeth, root / "teeth_yolo")
 
 
 def _crop(sample: XraySample, box: tuple[int, int, int, int]) -> np.ndarray:
