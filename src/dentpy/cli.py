@@ -76,7 +76,8 @@ def init(
         str | None,
         typer.Option(
             help="pulp-cbct | ian-cbct | teeth-cbct | teeth-fdi-cbct | pulp-instances-cbct | "
-            "caries-binary | caries-severity; omit to answer questions"
+            "caries-binary | caries-severity | caries-boxes | teeth-boxes; omit to answer "
+            "questions"
         ),
     ] = None,
     out: Annotated[Path, typer.Option(help="where to write the spec")] = Path("spec.yaml"),
@@ -155,15 +156,17 @@ def synth_xray(
     out: Annotated[Path, typer.Option(help="parent folder; writes OUT/XraySynth")] = Path("data"),
     images: Annotated[int, typer.Option(help="radiographs (two per patient)")] = 60,
     seed: Annotated[int, typer.Option(help="same seed, same bytes")] = 0,
-    kind: Annotated[str, typer.Option(help="bitewing | periapical")] = "bitewing",
+    kind: Annotated[str, typer.Option(help="bitewing | periapical | panoramic")] = "bitewing",
 ) -> None:
     """Write synthetic caries radiographs (ICCMS-graded lesions, fillings, burnout) with
-    tooth crops for classification (ImageFolder, CSV), lesion masks and COCO/YOLO boxes."""
+    tooth crops for classification (ImageFolder, CSV), lesion masks, COCO/YOLO lesion boxes
+    and COCO/YOLO tooth boxes numbered by FDI."""
     from dentpy.data.synth.xray import write_xray_dataset
 
     written = write_xray_dataset(out, images=images, seed=seed, kind=kind)
     typer.echo(f"wrote {images} {kind} radiographs to {written['root']}")
-    for key in ("caries_binary", "caries_severity", "detection_coco", "detection_yolo"):
+    keys = ("caries_binary", "caries_severity", "detection_coco", "detection_yolo")
+    for key in (*keys, "teeth_coco", "teeth_yolo"):
         typer.echo(f"  {key:16s} {written[key]}")
 
 
@@ -378,9 +381,19 @@ def evaluate(
     """Segmentation: Dice, IoU, HD95 (mm), precision, recall, specificity and volumes per
     case and class, next to a threshold baseline. Classification: ROC-AUC, sensitivity,
     specificity, kappa... with patient-bootstrap 95% CIs, next to majority and
-    intensity-feature baselines."""
+    intensity-feature baselines. Detection: COCO AP@[.50:.95], AP50, AP75 per class, and
+    precision/recall/F1 at the confidence chosen on validation, next to blob boxes."""
     from dentpy.evaluate_classification import is_classification_run
+    from dentpy.evaluate_detection import is_detection_run
 
+    if is_detection_run(run):
+        from dentpy.evaluate_detection import evaluate_detection, render_detection_summary
+
+        result = evaluate_detection(run, split=split, checkpoint=checkpoint)
+        console = _console()
+        console.print(render_detection_summary(result))
+        console.print(f"per-image table, summary and pictures: {run / 'evaluation' / split}")
+        return
     if is_classification_run(run):
         from dentpy.evaluate_classification import (
             evaluate_classification,
@@ -448,8 +461,17 @@ def predict(
     ] = False,
 ) -> None:
     """Segmentation: segment new scans; each output is NIfTI with exactly the input's shape
-    and affine. Classification: predictions.csv with the class and every probability."""
+    and affine. Classification: predictions.csv with the class and every probability.
+    Detection: predictions_coco.json and yolo/NAME.txt with boxes in each image's pixels."""
     from dentpy.evaluate_classification import is_classification_run
+    from dentpy.evaluate_detection import is_detection_run
+
+    if is_detection_run(run):
+        from dentpy.predict_detection import predict_boxes
+
+        paths = predict_boxes(run, inputs, out, checkpoint=checkpoint, overlay=overlay)
+        typer.echo(f"wrote {paths[0]} and {len(paths) - 1} per-image file(s) in {out}")
+        return
 
     if is_classification_run(run):
         from dentpy.predict_classification import predict_images

@@ -21,6 +21,9 @@ class Template:
     # Instance templates only.
     instances: str = ""
     spacing: str = "median"
+    # Detection templates only.
+    box_class: str = "label"
+    width_features: int = 32
     # Classification templates only.
     output: str = ""
     positive: str = "auto"
@@ -36,8 +39,26 @@ class Template:
 # ToothFairy2/3 names of the canals, learnt with the teeth for apex-to-canal distances.
 _CANALS = ("Left Inferior Alveolar Canal", "Right Inferior Alveolar Canal")
 INSTANCE_ITERATIONS = 3000
+DETECTION_ITERATIONS = 2000
 
 TEMPLATES: dict[str, Template] = {
+    "caries-boxes": Template(
+        "caries lesion boxes on bitewings (COCO / YOLO)",
+        "auto",
+        iterations=DETECTION_ITERATIONS,
+        file="detection.yaml",
+        height=256,
+        width=384,
+    ),
+    "teeth-boxes": Template(
+        "tooth boxes numbered by FDI on panoramics (tooth enumeration)",
+        "auto",
+        iterations=DETECTION_ITERATIONS,
+        file="detection.yaml",
+        height=256,
+        width=640,
+        box_class="tooth",
+    ),
     "pulp-cbct": Template("pulp segmentation in CBCT", "[pulp]"),
     "ian-cbct": Template(
         "inferior alveolar nerve canals in CBCT", "[left_ian, right_ian]", "[left_ian, right_ian]"
@@ -117,6 +138,8 @@ def render(template: str, name: str, data: str, iterations: int | None = None) -
         "iterations": str(iterations or chosen.iterations),
         "patch": str(chosen.patch),
         "instances": chosen.instances,
+        "box_class": chosen.box_class,
+        "width_features": str(chosen.width_features),
         "spacing": chosen.spacing,
     }.items():
         text = text.replace("{" + key + "}", value)

@@ -26,11 +26,12 @@ class _Section(BaseModel):
 
 
 class Objective(_Section):
-    task: Literal["segmentation", "classification"] = "segmentation"
+    task: Literal["segmentation", "classification", "detection"] = "segmentation"
     # segmentation: semantic (one label per structure) or instance (one label per tooth,
     # numbered by FDI; see `instances`). classification: binary (present/absent),
     # multiclass, or ordinal (grades in class order, e.g. sound < mild < moderate < severe).
-    output: Literal["semantic", "instance", "binary", "multiclass", "ordinal"] = "semantic"
+    # detection: boxes (one class per box).
+    output: Literal["semantic", "instance", "binary", "multiclass", "ordinal", "boxes"] = "semantic"
     # Instance segmentation: which instances to learn from a dataset whose label ids are
     # FDI numbers (ToothFairy2/3): each tooth (11-48), each tooth's pulp (100 + FDI), or both.
     instances: Literal["teeth", "pulp", "teeth+pulp"] = "teeth"
@@ -40,6 +41,10 @@ class Objective(_Section):
     # for apex-to-canal distances; "auto" = none.
     # Classification: the classes in order ("auto": the dataset's order).
     classes: list[str] | Literal["auto"] = "auto"
+    # Detection: what a box's class is when the dataset also numbers teeth (DENTEX, Tufts,
+    # synthetic): its label (diagnosis), its tooth ("tooth": the FDI number), or both
+    # ("label_on_tooth": e.g. "caries@36").
+    box_class: Literal["label", "tooth", "label_on_tooth"] = "label"
     # Binary classification: the class that counts as positive (e.g. "caries"); "auto"
     # recognises the negative one by name (sound, healthy, normal, negative, absent, no, 0).
     positive_class: str = "auto"
@@ -50,6 +55,7 @@ class Objective(_Section):
         allowed = {
             "segmentation": ("semantic", "instance"),
             "classification": ("binary", "multiclass", "ordinal"),
+            "detection": ("boxes",),
         }
         if self.output not in allowed[self.task]:
             raise ValueError(
@@ -84,7 +90,10 @@ class Input(_Section):
 class Metrics(_Section):
     # What model selection maximises on the validation split. "auto": Dice (segmentation),
     # ROC-AUC (binary), balanced accuracy (multiclass), quadratic weighted kappa (ordinal).
-    select_by: Literal["auto", "dice", "roc_auc", "balanced_accuracy", "kappa"] = "auto"
+    # Detection: "ap50" (AP at IoU 0.5, mean over classes) or "ap" (AP at IoU 0.50:0.95).
+    select_by: Literal["auto", "dice", "roc_auc", "balanced_accuracy", "kappa", "ap50", "ap"] = (
+        "auto"
+    )
     report: list[str] = Field(
         default_factory=lambda: [
             "dice",
@@ -120,9 +129,10 @@ class Evaluation(_Section):
     # Segmentation: "threshold" (best training-set intensity window per class).
     # Classification: "majority" (always the commonest training class) and
     # "intensity_logistic" (logistic regression on simple gray-value features).
-    baselines: list[Literal["threshold", "majority", "intensity_logistic"]] | Literal["auto"] = (
-        "auto"
-    )
+    # Detection: "blob_boxes" (boxes around intensity blobs, fitted on training images).
+    baselines: (
+        list[Literal["threshold", "majority", "intensity_logistic", "blob_boxes"]] | Literal["auto"]
+    ) = "auto"
     # Binary classification: how the decision threshold is chosen, on validation only:
     # "youden" maximises sensitivity + specificity - 1; "sensitivity" takes the highest
     # threshold reaching `target_sensitivity`.
@@ -145,6 +155,11 @@ class Postprocess(_Section):
     # Classes that are one structure per scan (e.g. each IAN canal): keep only their largest
     # connected component. Not for pulp or teeth, which have one component per tooth.
     keep_largest: list[str] = Field(default_factory=list)
+    # Detection: class-aware non-maximum suppression IoU (null: none), boxes kept per image,
+    # and the confidence for predict's outputs ("auto": chosen on validation for best F1).
+    nms_iou: float | None = Field(default=0.5, gt=0, le=1)
+    max_detections: int = Field(default=100, ge=1)
+    score_threshold: float | Literal["auto"] = "auto"
 
 
 class Augment(_Section):
@@ -226,16 +241,25 @@ class Spec(_Section):
     def _resolve_auto(self) -> Spec:
         """Turn "auto" choices into the task's defaults, so the resolved spec a run folder
         keeps names exactly what was used."""
-        segmentation = self.objective.task == "segmentation"
+        task = self.objective.task
+        segmentation = task == "segmentation"
         if segmentation and self.input.dimensionality != "3d":
             raise ValueError("segmentation is built for 3D volumes; set input.dimensionality: 3d")
         if not segmentation and self.input.dimensionality != "2d":
-            raise ValueError("classification is built for 2D images; set input.dimensionality: 2d")
+            raise ValueError(f"{task} is built for 2D images; set input.dimensionality: 2d")
         if self.model.name == "auto":
-            self.model.name = "unet" if segmentation else "resnet18"
+            self.model.name = {
+                "segmentation": "unet",
+                "classification": "resnet18",
+                "detection": "centernet",
+            }[task]
         if self.loss.name == "auto":
             ordinal = self.objective.output == "ordinal"
-            self.loss.name = "dice_ce" if segmentation else ("coral" if ordinal else "ce")
+            self.loss.name = {
+                "segmentation": "dice_ce",
+                "classification": "coral" if ordinal else "ce",
+                "detection": "centernet",
+            }[task]
         if self.metrics.select_by == "auto":
             by_output = {
                 "semantic": "dice",
@@ -243,6 +267,7 @@ class Spec(_Section):
                 "binary": "roc_auc",
                 "multiclass": "balanced_accuracy",
                 "ordinal": "kappa",
+                "boxes": "ap50",
             }
             self.metrics.select_by = by_output[self.objective.output]  # type: ignore[assignment]
         if self.evaluation.baselines == "auto":
@@ -252,6 +277,8 @@ class Spec(_Section):
                 if self.objective.output == "instance"
                 else ["threshold"]
                 if segmentation
+                else ["blob_boxes"]
+                if task == "detection"
                 else ["majority", "intensity_logistic"]
             )
         return self

@@ -210,6 +210,10 @@ def train(
         from dentpy.train_classification import train_classification
 
         return train_classification(spec, run_dir, resume, show_progress)
+    if spec.objective.task == "detection":
+        from dentpy.train_detection import train_detection
+
+        return train_detection(spec, run_dir, resume, show_progress)
     start = time.monotonic()
     run = resolve_run_dir(spec, run_dir, resume)
     if resume:

@@ -59,7 +59,13 @@ def labelled_pool(dataset: ImageDataset) -> list[ImageRecord]:
 
 
 def make_splits_2d(spec: Spec, dataset: ImageDataset) -> dict[str, list[str]]:
-    pool = labelled_pool(dataset)
+    return make_splits_from(spec, dataset, labelled_pool(dataset))
+
+
+def make_splits_from(
+    spec: Spec, dataset: ImageDataset, pool: Sequence[ImageRecord]
+) -> dict[str, list[str]]:
+    """Patient-level train/val/test of `pool`, honouring the dataset's own split."""
     patients = {r.case_id: r.patient_id for r in pool}
     seed = spec.evaluation.split_seed
     if not dataset.predefined_splits:

@@ -43,6 +43,19 @@ def to_network(
     """(1, H, W) float32 for the network from one image (see module docstring)."""
     import torch
 
+    gray = normalized_gray(image, clip_percentiles, where)
+    tensor = torch.from_numpy(np.ascontiguousarray(gray))[None, None]
+    if tuple(gray.shape) != tuple(size):
+        tensor = torch.nn.functional.interpolate(
+            tensor, size=size, mode="bilinear", align_corners=False, antialias=True
+        )
+    return tensor[0].numpy().astype(np.float32)
+
+
+def normalized_gray(
+    image: Image2D, clip_percentiles: tuple[float, float], where: str
+) -> np.ndarray:
+    """(H, W) float32: the image's gray values clipped at its own percentiles, z-scored."""
     pixels = image.array
     if pixels.ndim == 3:
         if not (
@@ -60,13 +73,7 @@ def to_network(
     low, high = np.percentile(gray, clip_percentiles)
     gray = np.clip(gray, low, high)
     std = float(gray.std())
-    gray = (gray - float(gray.mean())) / (std if std > 1e-6 else 1.0)
-    tensor = torch.from_numpy(np.ascontiguousarray(gray))[None, None]
-    if tuple(gray.shape) != tuple(size):
-        tensor = torch.nn.functional.interpolate(
-            tensor, size=size, mode="bilinear", align_corners=False, antialias=True
-        )
-    return tensor[0].numpy().astype(np.float32)
+    return ((gray - float(gray.mean())) / (std if std > 1e-6 else 1.0)).astype(np.float32)
 
 
 def prepare_records(

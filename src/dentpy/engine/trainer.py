@@ -33,7 +33,9 @@ class Trainer:
     loss_fn: torch.nn.Module
     optimizer: torch.optim.Optimizer
     schedule: LRSchedule
-    next_batch: Callable[[], tuple[torch.Tensor, torch.Tensor]]
+    # (input, target); the target is whatever the task's loss takes (a tensor, or e.g.
+    # detection's box targets).
+    next_batch: Callable[[], tuple[torch.Tensor, Any]]
     validate: Callable[[torch.nn.Module], dict[str, float]]
     amp_dtype: torch.dtype | None = None
     grad_clip_norm: float | None = None
