@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# One prepared GPU session for detection: the two box templates on synthetic X-rays under
+# a short time budget (benchmarks/detection_quality.py), to compare with the CPU figures.
+set -uo pipefail
+OUT=${OUT:-/tmp/gpu_detection}
+mkdir -p "$OUT"
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site:$PWD/src
+else
+  export PYTHONPATH=$PWD/src
+fi
+export PYTHONUNBUFFERED=1
+MINUTES=${MINUTES:-2}
+timeout 240 python3 benchmarks/detection_quality.py --template caries-boxes --kind bitewing \
+  --images 400 --minutes "$MINUTES" --work /tmp/dq 2>&1 | tail -40 | tee "$OUT/caries-boxes.log"
+timeout 240 python3 benchmarks/detection_quality.py --template teeth-boxes --kind panoramic \
+  --images 200 --minutes "$MINUTES" --work /tmp/dq 2>&1 | tail -60 | tee "$OUT/teeth-boxes.log"
+find /tmp/dq/runs -name "*.png" -path "*evaluation*" | while read -r f; do
+  cp "$f" "$OUT/$(basename "$(dirname "$(dirname "$(dirname "$f")")")")_$(basename "$f")"; done
