@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dentpy.engine.run import RunFolder
-from dentpy.errors import CheckpointError, InputDataError, SpecError
+from dentpy.errors import InputDataError, SpecError
 
 if TYPE_CHECKING:
     import torch
@@ -67,17 +67,11 @@ def is_classification_run(run_dir: Path) -> bool:
 def load_classifier(run_dir: Path, checkpoint: str = "best") -> TrainedClassifier:
     from dentpy.engine.checkpoint import load_checkpoint
     from dentpy.engine.device import autocast_dtype, choose_device
+    from dentpy.engine.run import require_run_folder
     from dentpy.spec import load_spec
     from dentpy.tasks.classification import ClassificationTask
 
-    run = RunFolder(Path(run_dir))
-    if not run.spec.is_file():
-        raise CheckpointError(
-            f"{Path(run_dir).name} is not a dentpy run folder",
-            expected="a folder with spec.yaml, plan.json and checkpoints/",
-            found="no spec.yaml",
-            fix="pass the folder `dentpy train` printed (e.g. runs/<name>)",
-        )
+    run = require_run_folder(Path(run_dir))
     spec = load_spec(run.spec)
     plan = run.read_json(run.plan)
     task = ClassificationTask.from_dict(plan["task"])

@@ -50,18 +50,12 @@ def is_detection_run(run_dir: Path) -> bool:
 def load_detector(run_dir: Path, checkpoint: str = "best") -> TrainedDetector:
     from dentpy.engine.checkpoint import load_checkpoint
     from dentpy.engine.device import autocast_dtype, choose_device
+    from dentpy.engine.run import require_run_folder
     from dentpy.spec import load_spec
     from dentpy.tasks.detection import DetectionTask
     from dentpy.train_detection import THRESHOLD_FILE
 
-    run = RunFolder(Path(run_dir))
-    if not run.spec.is_file():
-        raise CheckpointError(
-            f"{Path(run_dir).name} is not a dentpy run folder",
-            expected="a folder with spec.yaml, plan.json and checkpoints/",
-            found="no spec.yaml",
-            fix="pass the folder `dentpy train` printed (e.g. runs/<name>)",
-        )
+    run = require_run_folder(Path(run_dir))
     spec = load_spec(run.spec)
     plan = run.read_json(run.plan)
     task = DetectionTask.from_dict(plan["task"])

@@ -166,6 +166,44 @@ def check_resume_spec(spec: Spec, run: RunFolder) -> None:
         )
 
 
+def fit_with_hooks(
+    spec: Spec,
+    run: RunFolder,
+    trainer: Any,
+    sampler: Any,
+    augment: Any,
+    identity: dict[str, str],
+    start: float,
+    resume: bool,
+    show_progress: bool,
+) -> TrainingSetup:
+    """Run `trainer` to `train.iterations` with logging, checkpoints (best on validation),
+    the time budget and a progress bar; with `resume`, from the last checkpoint first."""
+    from dentpy.engine.progress import ProgressHook
+
+    setup = TrainingSetup(spec, run, trainer, sampler, augment, identity)
+    if resume:
+        restore(setup)
+    log = LogHook(run, start)
+    progress = ProgressHook(
+        spec.train.iterations, trainer.iteration, show_progress, metric=spec.metrics.select_by
+    )
+    trainer.hooks = [
+        log,
+        CheckpointHook(setup),
+        BudgetHook(spec.constraints.time_budget_minutes, start),
+        progress,
+    ]
+    try:
+        with progress:
+            trainer.fit(
+                spec.train.iterations, min(spec.train.validate_every, spec.train.iterations)
+            )
+    finally:
+        log.close()
+    return setup
+
+
 def resolve_run_dir(spec: Spec, run_dir: Path | None, resume: bool) -> RunFolder:
     run = RunFolder(run_dir or Path("runs") / spec.name)
     started = (run.checkpoints / "last.json").exists() or run.spec.exists()
@@ -199,7 +237,6 @@ def train(
     from dentpy.augment import BatchAugment
     from dentpy.data.cache import default_cache_dir
     from dentpy.data.dataset import open_dataset
-    from dentpy.engine.progress import ProgressHook
     from dentpy.engine.sampling import PatchSampler
     from dentpy.engine.trainer import Trainer
     from dentpy.optim import LRSchedule, build_optimizer
@@ -281,23 +318,9 @@ def train(
         amp_dtype=amp_dtype,
         grad_clip_norm=spec.optimizer.grad_clip_norm,
     )
-    setup = TrainingSetup(spec, run, trainer, sampler, augment, identity)
-    if resume:
-        restore(setup)
-    log = LogHook(run, start)
-    validate_every = min(spec.train.validate_every, spec.train.iterations)
-    progress = ProgressHook(spec.train.iterations, trainer.iteration, enabled=show_progress)
-    trainer.hooks = [
-        log,
-        CheckpointHook(setup),
-        BudgetHook(spec.constraints.time_budget_minutes, start),
-        progress,
-    ]
-    try:
-        with progress:
-            trainer.fit(spec.train.iterations, validate_every)
-    finally:
-        log.close()
+    setup = fit_with_hooks(
+        spec, run, trainer, sampler, augment, identity, start, resume, show_progress
+    )
     (run.root / "train_summary.json").write_text(
         json.dumps(
             {

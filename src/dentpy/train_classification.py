@@ -152,12 +152,16 @@ def train_classification(
     from dentpy.augment2d import BatchAugment2D
     from dentpy.data.prepare2d import prepare_records
     from dentpy.engine.class_sampler import ClassSampler
-    from dentpy.engine.hooks import BudgetHook, CheckpointHook, LogHook, TrainingSetup, restore
-    from dentpy.engine.progress import ProgressHook
     from dentpy.engine.trainer import Trainer
     from dentpy.optim import LRSchedule, build_optimizer
     from dentpy.tasks.classification import build_classification_task
-    from dentpy.train import check_resume_spec, configure_runtime, resolve_run_dir, write_json
+    from dentpy.train import (
+        check_resume_spec,
+        configure_runtime,
+        fit_with_hooks,
+        resolve_run_dir,
+        write_json,
+    )
 
     start = time.monotonic()
     run = resolve_run_dir(spec, run_dir, resume)
@@ -229,26 +233,9 @@ def train_classification(
         amp_dtype=amp_dtype,
         grad_clip_norm=spec.optimizer.grad_clip_norm,
     )
-    setup = TrainingSetup(spec, run, trainer, sampler, augment, identity)
-    if resume:
-        restore(setup)
-    log = LogHook(run, start)
-    progress = ProgressHook(
-        spec.train.iterations, trainer.iteration, show_progress, metric=spec.metrics.select_by
+    setup = fit_with_hooks(
+        spec, run, trainer, sampler, augment, identity, start, resume, show_progress
     )
-    trainer.hooks = [
-        log,
-        CheckpointHook(setup),
-        BudgetHook(spec.constraints.time_budget_minutes, start),
-        progress,
-    ]
-    try:
-        with progress:
-            trainer.fit(
-                spec.train.iterations, min(spec.train.validate_every, spec.train.iterations)
-            )
-    finally:
-        log.close()
     summary: dict[str, Any] = {
         "iterations": trainer.iteration,
         "best_validation_score": setup.best_score,

@@ -132,12 +132,16 @@ def train_detection(spec: Spec, run_dir: Path | None, resume: bool, show_progres
     from dentpy.data.prepare_boxes import prepare_box_records
     from dentpy.detection import BoxAugment2D, pack_targets
     from dentpy.engine.class_sampler import ClassSampler
-    from dentpy.engine.hooks import BudgetHook, CheckpointHook, LogHook, TrainingSetup, restore
-    from dentpy.engine.progress import ProgressHook
     from dentpy.engine.trainer import Trainer
     from dentpy.optim import LRSchedule, build_optimizer
     from dentpy.tasks.detection import build_detection_task
-    from dentpy.train import check_resume_spec, configure_runtime, resolve_run_dir, write_json
+    from dentpy.train import (
+        check_resume_spec,
+        configure_runtime,
+        fit_with_hooks,
+        resolve_run_dir,
+        write_json,
+    )
     from dentpy.train_classification import make_splits_from
 
     start = time.monotonic()
@@ -211,26 +215,9 @@ def train_detection(spec: Spec, run_dir: Path | None, resume: bool, show_progres
         amp_dtype=amp_dtype,
         grad_clip_norm=spec.optimizer.grad_clip_norm,
     )
-    setup = TrainingSetup(spec, run, trainer, sampler, augment, identity)
-    if resume:
-        restore(setup)
-    log = LogHook(run, start)
-    progress = ProgressHook(
-        spec.train.iterations, trainer.iteration, show_progress, metric=spec.metrics.select_by
+    setup = fit_with_hooks(
+        spec, run, trainer, sampler, augment, identity, start, resume, show_progress
     )
-    trainer.hooks = [
-        log,
-        CheckpointHook(setup),
-        BudgetHook(spec.constraints.time_budget_minutes, start),
-        progress,
-    ]
-    try:
-        with progress:
-            trainer.fit(
-                spec.train.iterations, min(spec.train.validate_every, spec.train.iterations)
-            )
-    finally:
-        log.close()
     threshold = choose_threshold_on_validation(run, spec, task, val_data, device, amp_dtype)
     summary: dict[str, Any] = {
         "iterations": trainer.iteration,

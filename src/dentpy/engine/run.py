@@ -77,13 +77,9 @@ class TrainedModel:
     iteration: int
 
 
-def load_trained(run_dir: Path, checkpoint: str = "best") -> TrainedModel:
-    """Rebuild the network from the run's plan and load verified weights."""
-    from dentpy.engine.checkpoint import load_checkpoint
-    from dentpy.engine.device import autocast_dtype, choose_device
-    from dentpy.spec import load_spec
-
-    run = RunFolder(run_dir)
+def require_run_folder(run_dir: Path) -> RunFolder:
+    """The run folder, or a clear error when `run_dir` is not one."""
+    run = RunFolder(Path(run_dir))
     if not run.spec.is_file():
         raise CheckpointError(
             f"{run_dir} is not a dentpy run folder",
@@ -91,6 +87,16 @@ def load_trained(run_dir: Path, checkpoint: str = "best") -> TrainedModel:
             found="no spec.yaml",
             fix="pass the folder `dentpy train` printed (e.g. runs/<name>)",
         )
+    return run
+
+
+def load_trained(run_dir: Path, checkpoint: str = "best") -> TrainedModel:
+    """Rebuild the network from the run's plan and load verified weights."""
+    from dentpy.engine.checkpoint import load_checkpoint
+    from dentpy.engine.device import autocast_dtype, choose_device
+    from dentpy.spec import load_spec
+
+    run = require_run_folder(run_dir)
     spec = load_spec(run.spec)
     plan_data = run.read_json(run.plan)
     task = SegmentationTask.from_dict(plan_data["task"])
