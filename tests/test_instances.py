@@ -11,7 +11,13 @@ from dentpy.data.fdi import TOOTHFAIRY3_LABELS
 from dentpy.data.synth.cbct import LABELS, generate_case
 from dentpy.data.volume import LabelMap
 from dentpy.errors import SpecError
-from dentpy.instances import clean_instances, instance_postprocess, side_findings, to_label_ids
+from dentpy.instances import (
+    clean_instances,
+    instance_postprocess,
+    remove_specks,
+    side_findings,
+    to_label_ids,
+)
 from dentpy.preprocess import map_classes
 from dentpy.spec import Augment, parse_spec
 from dentpy.tasks.instance import instance_swap_table
@@ -166,3 +172,15 @@ def test_postprocess_writes_fdi_numbers() -> None:
     out, findings = instance_postprocess(LabelMap(array=classes, affine=np.eye(4)), task)
     assert sorted(np.unique(out.array).tolist()) == [0, 3, 36, 136]
     assert findings == []
+
+
+def test_a_speck_under_a_tenth_of_the_median_tooth_is_removed_and_reported() -> None:
+    labels = _boxes((100, 14, 14), {31: (2, 12), 32: (20, 30), 33: (40, 50)})
+    labels[60:61, 4:6, 4:6] = 48  # 4 voxels against a median of 360
+    findings = remove_specks(labels, [31, 32, 33, 48], voxel_mm3=0.5)
+    assert [(f.kind, f.label) for f in findings] == [("speck_removed", 48)]
+    assert "2.0 mm³" in findings[0].detail and not (labels == 48).any()
+    assert (labels == 31).sum() == 360  # real teeth untouched
+    # Two instances are too few to know a normal size: nothing is removed.
+    pair = _boxes((100, 14, 14), {31: (2, 12), 48: (60, 61)})
+    assert remove_specks(pair, [31, 48], voxel_mm3=0.5) == [] and (pair == 48).any()

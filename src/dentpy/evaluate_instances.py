@@ -34,7 +34,8 @@ DEFINITIONS = {
     "the prediction taken under the reference tooth's own number (0 mm³ when that number "
     "is missing: 100%)",
     "findings": "appears_twice: a number predicted in two separate places; wrong_side: a "
-    "number on the other side of the midline; sides_swapped: the whole scan looks mirrored",
+    "number on the other side of the midline; sides_swapped: the whole scan looks mirrored; "
+    "speck_removed: a predicted instance under 10% of its family's median size, removed",
 }
 
 

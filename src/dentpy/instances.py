@@ -23,7 +23,10 @@ if TYPE_CHECKING:
 # A second piece under this fraction of the largest is a stray fragment (cleaned without
 # comment); from this fraction on, the number really appears twice.
 TWICE_FRACTION = 0.2
-FINDING_KINDS = ("appears_twice", "wrong_side", "sides_swapped")
+# A predicted tooth (or pulp) under this fraction of its family's median size is a speck,
+# typically where a tooth is missing: it is removed and reported, not listed as a tooth.
+SPECK_FRACTION = 0.1
+FINDING_KINDS = ("appears_twice", "wrong_side", "sides_swapped", "speck_removed")
 
 
 @dataclass(frozen=True)
@@ -198,6 +201,34 @@ def to_label_ids(class_map: np.ndarray, class_label_ids: Sequence[Sequence[int]]
     return lookup.astype(dtype)[class_map]
 
 
+def remove_specks(
+    labels: np.ndarray, family_ids: Sequence[int], voxel_mm3: float
+) -> list[InstanceFinding]:
+    """Set to background (in place) every instance of one family whose voxel count is under
+    SPECK_FRACTION of the family's median; one `speck_removed` finding each."""
+    if not family_ids:
+        return []
+    counts = np.bincount(labels.ravel(), minlength=max(family_ids) + 1)
+    present = [int(i) for i in family_ids if counts[i] > 0]
+    if len(present) < 3:  # too few to say what a normal size is
+        return []
+    median = float(np.median([counts[i] for i in present]))
+    findings = []
+    for label in present:
+        if counts[label] < SPECK_FRACTION * median:
+            labels[labels == label] = 0
+            findings.append(
+                InstanceFinding(
+                    "speck_removed",
+                    label,
+                    f"{_name(label)} was predicted as {counts[label] * voxel_mm3:.1f} mm³, under "
+                    f"{SPECK_FRACTION:.0%} of the median size ({median * voxel_mm3:.0f} mm³): "
+                    "removed (often where a tooth is missing)",
+                )
+            )
+    return findings
+
+
 def instance_postprocess(
     prediction: LabelMap, task: SegmentationTask
 ) -> tuple[LabelMap, list[InstanceFinding]]:
@@ -206,5 +237,9 @@ def instance_postprocess(
     ids = to_label_ids(np.asarray(prediction.array), task.class_label_ids)
     instance_ids = [*task.instance_label_ids("teeth"), *task.instance_label_ids("pulp")]
     cleaned, findings = clean_instances(ids, instance_ids, prediction.spacing_mm)
+    for family in ("teeth", "pulp"):
+        findings += remove_specks(
+            cleaned, task.instance_label_ids(family), prediction.voxel_volume_mm3
+        )
     findings += side_findings(cleaned, prediction.affine, instance_ids)
     return LabelMap(array=cleaned, affine=prediction.affine), findings
