@@ -9,6 +9,7 @@ checkpointed, so resume is exact.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -58,22 +59,7 @@ class BatchAugment2D:
             out = torch.nn.functional.grid_sample(
                 out, grid, mode="bilinear", padding_mode="border", align_corners=False
             )
-        chosen = self._chosen(n).to(out.device)[:, None, None, None]
-        factor = self._uniform(n, 1 - cfg.intensity_scale, 1 + cfg.intensity_scale)
-        shift = self._uniform(n, -cfg.intensity_shift, cfg.intensity_shift)
-        factor_t = factor.to(out.device, out.dtype)[:, None, None, None]
-        shift_t = shift.to(out.device, out.dtype)[:, None, None, None]
-        out = torch.where(chosen, out * factor_t + shift_t, out)
-        gamma = self._uniform(n, *cfg.gamma_range).to(out.device, out.dtype)[:, None, None, None]
-        chosen = self._chosen(n).to(out.device)[:, None, None, None]
-        low = out.amin(dim=(1, 2, 3), keepdim=True)
-        high = out.amax(dim=(1, 2, 3), keepdim=True)
-        span = (high - low).clamp_min(1e-6)
-        gamma_applied = ((out - low) / span).clamp(0, 1) ** gamma * span + low
-        out = torch.where(chosen, gamma_applied, out)
-        if cfg.noise_std > 0:
-            noise = torch.randn(out.shape, generator=self.generator).to(out.device, out.dtype)
-            out = out + noise * cfg.noise_std
+        out = intensity_gamma_noise(out, cfg, self._uniform, self._chosen, self.generator)
         return out
 
     def state_dict(self) -> dict[str, Any]:
@@ -81,3 +67,35 @@ class BatchAugment2D:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
+
+
+def intensity_gamma_noise(
+    out: torch.Tensor,
+    cfg: Any,
+    uniform: Callable[[int, float, float], torch.Tensor],
+    chosen: Callable[[int], torch.Tensor],
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """Per image, each with the spec's probability: gain and offset, then gamma on the
+    image's own range; then Gaussian noise on every image. Draws from `generator` in a
+    fixed order (exact resume depends on it)."""
+    import torch
+
+    n = out.shape[0]
+    on = chosen(n).to(out.device)[:, None, None, None]
+    factor = uniform(n, 1 - cfg.intensity_scale, 1 + cfg.intensity_scale)
+    shift = uniform(n, -cfg.intensity_shift, cfg.intensity_shift)
+    factor_t = factor.to(out.device, out.dtype)[:, None, None, None]
+    shift_t = shift.to(out.device, out.dtype)[:, None, None, None]
+    out = torch.where(on, out * factor_t + shift_t, out)
+    gamma = uniform(n, *cfg.gamma_range).to(out.device, out.dtype)[:, None, None, None]
+    on = chosen(n).to(out.device)[:, None, None, None]
+    low = out.amin(dim=(1, 2, 3), keepdim=True)
+    high = out.amax(dim=(1, 2, 3), keepdim=True)
+    span = (high - low).clamp_min(1e-6)
+    gamma_applied = ((out - low) / span).clamp(0, 1) ** gamma * span + low
+    out = torch.where(on, gamma_applied, out)
+    if cfg.noise_std > 0:
+        noise = torch.randn(out.shape, generator=generator).to(out.device, out.dtype)
+        out = out + noise * cfg.noise_std
+    return out

@@ -25,6 +25,8 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F
 
+from dentpy.augment2d import intensity_gamma_noise
+
 # A box is dropped when less than this fraction of its area is left inside the image.
 MIN_KEPT_AREA = 0.5
 
@@ -193,22 +195,7 @@ class BoxAugment2D:
                         w,
                     )
 
-        chosen = self._chosen(n).to(out.device)[:, None, None, None]
-        factor = self._uniform(n, 1 - cfg.intensity_scale, 1 + cfg.intensity_scale)
-        shift = self._uniform(n, -cfg.intensity_shift, cfg.intensity_shift)
-        factor_t = factor.to(out.device, out.dtype)[:, None, None, None]
-        shift_t = shift.to(out.device, out.dtype)[:, None, None, None]
-        out = torch.where(chosen, out * factor_t + shift_t, out)
-        gamma = self._uniform(n, *cfg.gamma_range).to(out.device, out.dtype)[:, None, None, None]
-        chosen = self._chosen(n).to(out.device)[:, None, None, None]
-        low = out.amin(dim=(1, 2, 3), keepdim=True)
-        high = out.amax(dim=(1, 2, 3), keepdim=True)
-        span = (high - low).clamp_min(1e-6)
-        gamma_applied = ((out - low) / span).clamp(0, 1) ** gamma * span + low
-        out = torch.where(chosen, gamma_applied, out)
-        if cfg.noise_std > 0:
-            noise = torch.randn(out.shape, generator=self.generator).to(out.device, out.dtype)
-            out = out + noise * cfg.noise_std
+        out = intensity_gamma_noise(out, cfg, self._uniform, self._chosen, self.generator)
         return out, out_boxes, out_labels
 
     def state_dict(self) -> dict[str, Any]:
