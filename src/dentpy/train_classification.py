@@ -34,22 +34,31 @@ if TYPE_CHECKING:
 
 def open_classification_data(spec: Spec) -> ImageDataset:
     """The spec's dataset, which must be a labelled 2D classification dataset."""
+    return open_image_dataset(
+        spec,
+        "classification",
+        "images with a class each: an ImageFolder (one folder per class) or a CSV of "
+        "image,label[,patient]",
+    )
+
+
+def open_image_dataset(spec: Spec, task: str, expected: str) -> ImageDataset:
+    """The spec's dataset, which must be a 2D dataset of `task` (else a clear error)."""
     from dentpy.data.dataset import open_any
 
     dataset = open_any(spec.input.data, spec.input.layout)
-    if not isinstance(dataset, ImageDataset) or dataset.task != "classification":
+    if not isinstance(dataset, ImageDataset) or dataset.task != task:
         kind = (
             f"a 2D {dataset.task} dataset"
             if isinstance(dataset, ImageDataset)
             else "a 3D volume dataset"
         )
         raise SpecError(
-            f"objective.task is classification, but {dataset.root.name} is {kind} "
+            f"objective.task is {task}, but {dataset.root.name} is {kind} "
             f"({dataset.layout} layout)",
-            expected="images with a class each: an ImageFolder (one folder per class) or a "
-            "CSV of image,label[,patient]",
+            expected=expected,
             found=f"{dataset.layout} layout",
-            fix="point input.data at a classification dataset, or change objective.task",
+            fix=f"point input.data at a {task} dataset, or change objective.task",
         )
     return dataset
 

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dentpy.data.samples2d import ImageDataset, ImageRecord
-from dentpy.errors import SpecError
 
 if TYPE_CHECKING:
     import torch
@@ -33,24 +32,13 @@ THRESHOLD_FILE = "detection_threshold.json"
 
 def open_detection_data(spec: Spec) -> ImageDataset:
     """The spec's dataset, which must be a 2D detection dataset."""
-    from dentpy.data.dataset import open_any
+    from dentpy.train_classification import open_image_dataset
 
-    dataset = open_any(spec.input.data, spec.input.layout)
-    if not isinstance(dataset, ImageDataset) or dataset.task != "detection":
-        kind = (
-            f"a 2D {dataset.task} dataset"
-            if isinstance(dataset, ImageDataset)
-            else "a 3D volume dataset"
-        )
-        raise SpecError(
-            f"objective.task is detection, but {dataset.root.name} is {kind} "
-            f"({dataset.layout} layout)",
-            expected="images with boxes: COCO (annotations JSON), YOLO (data.yaml + labels/) "
-            "or Tufts",
-            found=f"{dataset.layout} layout",
-            fix="point input.data at a detection dataset, or change objective.task",
-        )
-    return dataset
+    return open_image_dataset(
+        spec,
+        "detection",
+        "images with boxes: COCO (annotations JSON), YOLO (data.yaml + labels/) or Tufts",
+    )
 
 
 def annotated_pool(dataset: ImageDataset) -> list[ImageRecord]:
