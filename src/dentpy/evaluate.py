@@ -30,7 +30,7 @@ HD95_DEFINITION = (
 BASELINE_CASES = 8
 
 
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
@@ -144,9 +144,9 @@ def evaluate_run(
             baseline_rows.append({"case_id": case_id, "class": name, **asdict(metrics)})
 
     out = run.evaluation / split
-    _write_csv(out / "per_case.csv", model_rows)
+    write_csv(out / "per_case.csv", model_rows)
     if baseline_rows:
-        _write_csv(out / "baseline_per_case.csv", baseline_rows)
+        write_csv(out / "baseline_per_case.csv", baseline_rows)
     summary: dict[str, Any] = {
         "run": run.root.name,
         "split": split,
@@ -170,16 +170,16 @@ def evaluate_run(
         "postprocess": {"keep_largest": list(spec.postprocess.keep_largest)},
     }
     if task.instances:
-        _write_csv(out / "per_tooth.csv", tooth_rows)
+        write_csv(out / "per_tooth.csv", tooth_rows)
         summary["instances"] = summarize_instances(tooth_rows, instance_cases)
         summary["instances"]["classes"] = [
             name
             for name, ids in zip(task.class_names, task.class_label_ids, strict=True)
             if ids[0] in task.instance_label_ids("teeth") + task.instance_label_ids("pulp")
         ]
-        _write_csv(out / "instance_findings.csv", _finding_rows(instance_cases))
+        write_csv(out / "instance_findings.csv", _finding_rows(instance_cases))
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    _write_csv(out / "summary.csv", summarize(model_rows))
+    write_csv(out / "summary.csv", summarize(model_rows))
     return summary
 
 

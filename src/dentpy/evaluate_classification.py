@@ -58,16 +58,13 @@ class TrainedClassifier:
 
 
 def is_classification_run(run_dir: Path) -> bool:
-    run = RunFolder(Path(run_dir))
-    if not run.plan.is_file():
-        return False
-    return json.loads(run.plan.read_text()).get("task", {}).get("task") == "classification"
+    from dentpy.engine.run import run_task
+
+    return run_task(run_dir) == "classification"
 
 
 def load_classifier(run_dir: Path, checkpoint: str = "best") -> TrainedClassifier:
-    from dentpy.engine.checkpoint import load_checkpoint
-    from dentpy.engine.device import autocast_dtype, choose_device
-    from dentpy.engine.run import require_run_folder
+    from dentpy.engine.run import load_weights, require_run_folder
     from dentpy.spec import load_spec
     from dentpy.tasks.classification import ClassificationTask
 
@@ -75,20 +72,16 @@ def load_classifier(run_dir: Path, checkpoint: str = "best") -> TrainedClassifie
     spec = load_spec(run.spec)
     plan = run.read_json(run.plan)
     task = ClassificationTask.from_dict(plan["task"])
-    device = choose_device(spec.constraints.device)
-    model = task.build_model(spec)
-    loaded = load_checkpoint(run.checkpoints, tag=checkpoint)
-    model.load_state_dict(loaded.weights)
-    model.to(device).eval()
+    weights = load_weights(run, spec, task.build_model(spec), checkpoint)
     size = plan["preprocess"]["image_size"]
     clip = plan["preprocess"]["clip_percentiles"]
     return TrainedClassifier(
         spec=spec,
         task=task,
-        model=model,
-        device=device,
-        amp_dtype=autocast_dtype(device, spec.constraints.precision),
-        iteration=loaded.iteration,
+        model=weights.model,
+        device=weights.device,
+        amp_dtype=weights.amp_dtype,
+        iteration=weights.iteration,
         image_size=(int(size[0]), int(size[1])),
         clip_percentiles=(float(clip[0]), float(clip[1])),
     )

@@ -9,7 +9,6 @@ boxes, worst first). The threshold and the best checkpoint were chosen on valida
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,16 +40,13 @@ class TrainedDetector:
 
 
 def is_detection_run(run_dir: Path) -> bool:
-    run = RunFolder(Path(run_dir))
-    if not run.plan.is_file():
-        return False
-    return json.loads(run.plan.read_text()).get("task", {}).get("task") == "detection"
+    from dentpy.engine.run import run_task
+
+    return run_task(run_dir) == "detection"
 
 
 def load_detector(run_dir: Path, checkpoint: str = "best") -> TrainedDetector:
-    from dentpy.engine.checkpoint import load_checkpoint
-    from dentpy.engine.device import autocast_dtype, choose_device
-    from dentpy.engine.run import require_run_folder
+    from dentpy.engine.run import load_weights, require_run_folder
     from dentpy.spec import load_spec
     from dentpy.tasks.detection import DetectionTask
     from dentpy.train_detection import THRESHOLD_FILE
@@ -67,32 +63,20 @@ def load_detector(run_dir: Path, checkpoint: str = "best") -> TrainedDetector:
             found=f"no {THRESHOLD_FILE}",
             fix=f"finish the run with `dentpy train {run.spec} --resume`",
         )
-    device = choose_device(spec.constraints.device)
-    model = task.build_model(spec)
-    loaded = load_checkpoint(run.checkpoints, tag=checkpoint)
-    model.load_state_dict(loaded.weights)
-    model.to(device).eval()
+    weights = load_weights(run, spec, task.build_model(spec), checkpoint)
     size = plan["preprocess"]["image_size"]
     clip = plan["preprocess"]["clip_percentiles"]
     return TrainedDetector(
         spec=spec,
         task=task,
-        model=model,
-        device=device,
-        amp_dtype=autocast_dtype(device, spec.constraints.precision),
-        iteration=loaded.iteration,
+        model=weights.model,
+        device=weights.device,
+        amp_dtype=weights.amp_dtype,
+        iteration=weights.iteration,
         image_size=(int(size[0]), int(size[1])),
         clip_percentiles=(float(clip[0]), float(clip[1])),
         score_threshold=float(json.loads(threshold_file.read_text())["score_threshold"]),
     )
-
-
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def evaluate_detection(
@@ -100,6 +84,7 @@ def evaluate_detection(
 ) -> dict[str, Any]:
     from dentpy.baselines_detection import fit_blob_boxes
     from dentpy.data.prepare_boxes import prepare_box_records
+    from dentpy.evaluate import write_csv
     from dentpy.metrics.detection import (
         DETECTION_DEFINITIONS,
         evaluate_detections,
@@ -173,7 +158,7 @@ def evaluate_detection(
 
     out = run.evaluation / split
     per_image = _per_image_rows(truth, predicted, task.n_classes, trained.score_threshold)
-    _write_csv(out / "per_image.csv", per_image)
+    write_csv(out / "per_image.csv", per_image)
     pictures = _pictures(out, truth, predicted, data, by_id, classes, trained.score_threshold)
     summary: dict[str, Any] = {
         "run": run.root.name,

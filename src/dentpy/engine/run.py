@@ -92,8 +92,6 @@ def require_run_folder(run_dir: Path) -> RunFolder:
 
 def load_trained(run_dir: Path, checkpoint: str = "best") -> TrainedModel:
     """Rebuild the network from the run's plan and load verified weights."""
-    from dentpy.engine.checkpoint import load_checkpoint
-    from dentpy.engine.device import autocast_dtype, choose_device
     from dentpy.spec import load_spec
 
     run = require_run_folder(run_dir)
@@ -101,17 +99,47 @@ def load_trained(run_dir: Path, checkpoint: str = "best") -> TrainedModel:
     plan_data = run.read_json(run.plan)
     task = SegmentationTask.from_dict(plan_data["task"])
     plan = PreprocessPlan.from_dict(plan_data["preprocess"])
-    device = choose_device(spec.constraints.device)
-    model = task.build_model(spec)
-    loaded = load_checkpoint(run.checkpoints, tag=checkpoint)
-    model.load_state_dict(loaded.weights)
-    model.to(device).eval()
+    weights = load_weights(run, spec, task.build_model(spec), checkpoint)
     return TrainedModel(
         spec=spec,
         task=task,
         plan=plan,
-        model=model,
-        device=device,
-        amp_dtype=autocast_dtype(device, spec.constraints.precision),
-        iteration=loaded.iteration,
+        model=weights.model,
+        device=weights.device,
+        amp_dtype=weights.amp_dtype,
+        iteration=weights.iteration,
     )
+
+
+@dataclass(frozen=True)
+class LoadedWeights:
+    model: torch.nn.Module
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    iteration: int
+
+
+def load_weights(
+    run: RunFolder, spec: Spec, model: torch.nn.Module, checkpoint: str
+) -> LoadedWeights:
+    """Verified checkpoint weights into `model`, on the spec's device, in eval mode."""
+    from dentpy.engine.checkpoint import load_checkpoint
+    from dentpy.engine.device import autocast_dtype, choose_device
+
+    device = choose_device(spec.constraints.device)
+    loaded = load_checkpoint(run.checkpoints, tag=checkpoint)
+    model.load_state_dict(loaded.weights)
+    model.to(device).eval()
+    return LoadedWeights(
+        model, device, autocast_dtype(device, spec.constraints.precision), loaded.iteration
+    )
+
+
+def run_task(run_dir: Path) -> str | None:
+    """The task a run folder was trained for ("segmentation", "classification",
+    "detection"), None when it holds no plan."""
+    run = RunFolder(Path(run_dir))
+    if not run.plan.is_file():
+        return None
+    task = json.loads(run.plan.read_text()).get("task", {}).get("task")
+    return str(task) if task is not None else None
