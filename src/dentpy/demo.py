@@ -72,7 +72,9 @@ def run_demo(out: Path, minutes: float, cases: int, seed: int, console: Any) -> 
 
     console.rule("[bold]5/5 predict an unseen scan and measure volumes")
     unseen = sorted((dataset_dir / "imagesTs").glob("*.nii.gz"))[0]
-    prediction = predict_files(run_dir, [unseen], out / "predictions", overlay=True)[0]
+    # One prediction folder per run: a second demo into the same --out never collides.
+    predictions = out / "predictions" / run_dir.name
+    prediction = predict_files(run_dir, [unseen], predictions, overlay=True)[0]
     volumes = volumes_of_file(prediction, instances=True)
     for index, name in enumerate(["pulp", "left_ian", "right_ian"], start=1):
         parts = [row for row in volumes if row.label == index]
