@@ -175,7 +175,13 @@ def synth_xray(
     epilog="Example: `dentpy data check data/Dataset001_SynthCBCT --pictures check-pictures`",
 )
 def data_check(
-    path: Annotated[Path, typer.Argument(help="dataset folder, volume or image file")],
+    path: Annotated[
+        Path | None,
+        typer.Argument(
+            help="dataset folder, volume or image file (with --suspicious: the run's "
+            "dataset if it moved; default: the run spec's input.data)"
+        ),
+    ] = None,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="write the full report as JSON")
     ] = None,
@@ -187,14 +193,31 @@ def data_check(
         tuple[float, float, float] | None,
         typer.Option(help="voxel size in mm to use instead of the files' (e.g. 0.3 0.3 0.3)"),
     ] = None,
+    suspicious: Annotated[
+        Path | None,
+        typer.Option(
+            help="a trained run folder: rank its training/validation cases by how much their "
+            "labels disagree with the model (writes RUN/suspicious_labels.csv)"
+        ),
+    ] = None,
+    top: Annotated[int, typer.Option(min=1, help="--suspicious: rows to print")] = 20,
+    show_files: Annotated[
+        bool, typer.Option(help="--suspicious: add each case's file to the printed table")
+    ] = False,
 ) -> None:
     """Load every case as training would, list every problem (naming case and file), and
-    print the dataset's fingerprint. Exits with status 1 when a problem is found."""
+    print the dataset's fingerprint. Exits with status 1 when a problem is found.
+    With --suspicious RUN: list the cases whose labels a trained model disputes most."""
     from rich.progress import Progress
 
     from dentpy.data.check import check_dataset
     from dentpy.data.dataset import open_any
 
+    if suspicious is not None:
+        _suspicious(suspicious, path, top, show_files)
+        return
+    if path is None:
+        raise typer.BadParameter("give a dataset PATH (or --suspicious RUN)")
     dataset = open_any(path, layout, assume_spacing)
     total = len(dataset.records) + len(dataset.test_records)
     with Progress(transient=True, disable=not sys.stdout.isatty()) as progress:
@@ -214,6 +237,25 @@ def data_check(
     for problem in report.problems:
         console.print(problem.message, markup=False)
     raise typer.Exit(1)
+
+
+def _suspicious(run: Path, data: Path | None, top: int, show_files: bool) -> None:
+    from rich.progress import Progress
+
+    from dentpy.suspicious import CSV_NAME, IN_SAMPLE_NOTE, n_cases, render, suspicious_labels
+
+    with Progress(transient=True, disable=not sys.stdout.isatty()) as progress:
+        task = progress.add_task("scoring cases", total=n_cases(run))
+        report = suspicious_labels(run, data, top, on_case=lambda: progress.advance(task))
+    console = _console()
+    console.print(render(report, top, show_files))
+    console.print(f"note: {IN_SAMPLE_NOTE}", markup=False)
+    if report.median_score < 0.5:
+        console.print(
+            f"warning: median {report.score_name} {report.median_score:.2f}: the model itself "
+            "is weak, so most cases look suspicious; train longer before trusting the ranking"
+        )
+    console.print(f"all {len(report.rows)} rows and definitions: {run / CSV_NAME} (+ .json)")
 
 
 def print_fingerprint(console: Any, report: dict[str, Any]) -> None:
@@ -369,6 +411,106 @@ def train(
         f"{summary['best_validation_score']:.3f} "
         f"after {summary['iterations']} iterations ({summary['seconds']} s on "
         f"{summary['device']})\n  next: dentpy evaluate {out}"
+    )
+    if summary.get("pretrained"):
+        pre = summary["pretrained"]
+        typer.echo(
+            f"  started from pretrained {pre['file']} (sha256 {pre['sha256'][:12]}): "
+            f"{pre['tensors_loaded']} tensors loaded, {len(pre['tensors_skipped'])} skipped"
+        )
+
+
+@app.command(
+    "lr-find",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": False},
+    epilog="Examples: `dentpy lr-find spec.yaml` · `dentpy lr-find spec.yaml optimizer.name=adam "
+    "--iterations 200 --min-lr 1e-6 --max-lr 1 --out lr-find` · then `dentpy train spec.yaml "
+    "optimizer.lr=3e-4`, or let `optimizer.lr=auto` run it inside `dentpy train`",
+)
+def lr_find(
+    spec: Annotated[Path, typer.Argument(help="spec YAML")],
+    overrides: Annotated[
+        list[str] | None, typer.Argument(help="key=value overrides, e.g. optimizer.name=adam")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="folder for lr_find.png and lr_find.json")] = Path(
+        "lr-find"
+    ),
+    iterations: Annotated[
+        int | None,
+        typer.Option(min=10, help="steps of the test (default: optimizer.lr_find_iterations)"),
+    ] = None,
+    min_lr: Annotated[
+        float | None, typer.Option(help="first LR (default: optimizer.lr_find_min_lr)")
+    ] = None,
+    max_lr: Annotated[
+        float | None, typer.Option(help="last LR (default: optimizer.lr_find_max_lr)")
+    ] = None,
+) -> None:
+    """Learning-rate range test: a short run on the spec's training batches with the LR
+    rising exponentially; plots the smoothed loss against the LR and suggests an LR (the
+    loss minimum's LR / 10). Writes only lr_find.png and lr_find.json; no run folder, no
+    weights kept."""
+    from dentpy.errors import SpecError
+    from dentpy.lr_find import lr_find_for_spec
+    from dentpy.spec import load_spec
+
+    loaded = load_spec(spec, list(overrides or []))
+    low = min_lr or loaded.optimizer.lr_find_min_lr
+    high = max_lr or loaded.optimizer.lr_find_max_lr
+    if not 0 < low < high:
+        raise SpecError(
+            "the LR range is empty",
+            expected="0 < --min-lr < --max-lr",
+            found=f"--min-lr {low:g}, --max-lr {high:g}",
+            fix="e.g. --min-lr 1e-7 --max-lr 1",
+        )
+    result = lr_find_for_spec(loaded, out, iterations, low, high)
+    ended = "the loss diverged" if result.stopped_early else "the LR range ended"
+    typer.echo(
+        f"suggested lr: {result.suggestion:.3g} ({result.rule})\n"
+        f"  tested {len(result.lrs)} LRs from {result.lrs[0]:.3g} to {result.lrs[-1]:.3g}, "
+        f"stopped because {ended}\n"
+        f"  wrote {out / 'lr_find.png'} and {out / 'lr_find.json'}\n"
+        f"  next: dentpy train {spec} optimizer.lr={result.suggestion:.3g}"
+    )
+    if not result.loss_fell:
+        typer.echo(
+            "  warning: the loss never fell (its minimum is at the start of the sweep), so "
+            "this suggestion means little: try more --iterations or a lower --min-lr"
+        )
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": False},
+    epilog="Examples: `dentpy pretrain spec.yaml pretrain.iterations=300` · then "
+    "`dentpy train spec.yaml model.pretrained=runs/pulp-cbct-pretrain`",
+)
+def pretrain(
+    spec: Annotated[Path, typer.Argument(help="spec YAML (its data, model and pretrain sections)")],
+    overrides: Annotated[
+        list[str] | None,
+        typer.Argument(help="key=value overrides, e.g. pretrain.iterations=300"),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="output folder (default: runs/NAME-pretrain)")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="show the progress bar")] = True,
+) -> None:
+    """Self-supervised pretraining on images only (training split + input.unlabeled; labels,
+    validation and test cases are never used): masked-volume reconstruction for 3D
+    segmentation, contrastive (SimCLR) for 2D classification. Writes encoder.safetensors
+    for `model.pretrained`."""
+    from dentpy.pretrain.run import pretrain as run_pretrain
+    from dentpy.spec import load_spec
+
+    loaded = load_spec(spec, list(overrides or []))
+    folder = run_pretrain(loaded, out, show_progress=progress)
+    record = json.loads((folder / "pretrain.json").read_text())
+    typer.echo(
+        f"pretraining folder: {folder}\n  {record['method']}: loss {record['first_loss']:.4f} "
+        f"-> {record['final_loss']:.4f} over {record['iterations']} iterations "
+        f"({record['seconds']} s on {record['device']})\n"
+        f"  next: dentpy train {spec} model.pretrained={folder}"
     )
 
 

@@ -1,7 +1,9 @@
-"""Optimizers and learning-rate schedules by name, each schedule with linear warm-up.
+"""Optimizers and learning-rate schedules by name, each schedule with a warm-up.
 
-Schedules are expressed as a multiplier of the base LR per iteration (LambdaLR), which
-makes them exactly resumable; `plateau` is the exception and steps on validation.
+Schedules are expressed as a multiplier of the base LR per iteration (a pure function of
+the iteration), which makes them exactly resumable; `plateau` additionally scales on
+validation, and its few numbers are part of LRSchedule's state. `onecycle`'s warm-up is its
+own rising phase (see _onecycle); every other schedule warms up linearly.
 """
 
 from __future__ import annotations
@@ -22,17 +24,33 @@ OPTIMIZERS: Registry[OptimizerFactory] = Registry("optimizer")
 SCHEDULES: Registry[Callable[[int, int, Schedule], Callable[[int], float]]] = Registry("schedule")
 
 
-@OPTIMIZERS.register("sgd", help="SGD with momentum (Nesterov by default); nnU-Net's choice")
-def _sgd(params: Iterable[Any], cfg: Optimizer) -> torch.optim.Optimizer:
+def _torch_sgd(
+    params: Iterable[Any], cfg: Optimizer, momentum: float, nesterov: bool
+) -> torch.optim.Optimizer:
     import torch
 
     return torch.optim.SGD(
         params,
-        lr=cfg.lr,
-        momentum=cfg.momentum,
-        nesterov=cfg.nesterov and cfg.momentum > 0,
+        lr=_lr(cfg),
+        momentum=momentum,
+        nesterov=nesterov and momentum > 0,
         weight_decay=cfg.weight_decay,
     )
+
+
+@OPTIMIZERS.register("sgd", help="plain SGD (no momentum)")
+def _sgd(params: Iterable[Any], cfg: Optimizer) -> torch.optim.Optimizer:
+    return _torch_sgd(params, cfg, 0.0, nesterov=False)
+
+
+@OPTIMIZERS.register("momentum", help="SGD with (heavy-ball) momentum = optimizer.momentum")
+def _momentum(params: Iterable[Any], cfg: Optimizer) -> torch.optim.Optimizer:
+    return _torch_sgd(params, cfg, cfg.momentum, nesterov=cfg.nesterov)
+
+
+@OPTIMIZERS.register("nesterov", help="SGD with Nesterov momentum = optimizer.momentum (nnU-Net)")
+def _nesterov(params: Iterable[Any], cfg: Optimizer) -> torch.optim.Optimizer:
+    return _torch_sgd(params, cfg, cfg.momentum, nesterov=True)
 
 
 @OPTIMIZERS.register("rmsprop", help="RMSProp")
@@ -40,7 +58,7 @@ def _rmsprop(params: Iterable[Any], cfg: Optimizer) -> torch.optim.Optimizer:
     import torch
 
     return torch.optim.RMSprop(
-        params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        params, lr=_lr(cfg), momentum=cfg.momentum, weight_decay=cfg.weight_decay
     )
 
 
@@ -48,14 +66,14 @@ def _rmsprop(params: Iterable[Any], cfg: Optimizer) -> torch.optim.Optimizer:
 def _adam(params: Iterable[Any], cfg: Optimizer) -> torch.optim.Optimizer:
     import torch
 
-    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(params, lr=_lr(cfg), weight_decay=cfg.weight_decay)
 
 
 @OPTIMIZERS.register("adamw", help="AdamW (decoupled weight decay)")
 def _adamw(params: Iterable[Any], cfg: Optimizer) -> torch.optim.Optimizer:
     import torch
 
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=_lr(cfg), weight_decay=cfg.weight_decay)
 
 
 def _warm(warmup: int, after: Callable[[int], float]) -> Callable[[int], float]:
@@ -92,6 +110,51 @@ def _constant(total: int, warmup: int, cfg: Schedule) -> Callable[[int], float]:
 @SCHEDULES.register("plateau", help="warm-up, then halve the LR when validation stops improving")
 def _plateau(total: int, warmup: int, cfg: Schedule) -> Callable[[int], float]:
     return _warm(warmup, lambda s: 1.0)
+
+
+@SCHEDULES.register(
+    "step",
+    help="after warm-up, multiply by step_gamma every step_iterations (floor: min_lr_fraction)",
+)
+def _step(total: int, warmup: int, cfg: Schedule) -> Callable[[int], float]:
+    gamma, every, low = cfg.step_gamma, cfg.step_iterations, cfg.min_lr_fraction
+    return _warm(warmup, lambda s: max(low, gamma ** (s // every)))
+
+
+def _cos_between(start: float, end: float, fraction: float) -> float:
+    """Cosine interpolation from `start` (fraction 0) to `end` (fraction 1)."""
+    return end + (start - end) * 0.5 * (1 + math.cos(math.pi * fraction))
+
+
+@SCHEDULES.register(
+    "onecycle",
+    help="one cycle: cosine ramp from onecycle_start_fraction up to the peak over the warm-up, "
+    "then cosine anneal to min_lr_fraction",
+)
+def _onecycle(total: int, warmup: int, cfg: Schedule) -> Callable[[int], float]:
+    """Smith's one-cycle policy, torch OneCycleLR's two-phase cosine form: the warm-up *is*
+    the rising phase (it starts at onecycle_start_fraction, not at the linear warm-up's
+    1/(W+1)), the peak (factor 1) is at iteration W = warmup_iterations, the factor reaches
+    min_lr_fraction at iteration `total` and stays there. Equals
+    OneCycleLR(total_steps=total + 1, pct_start=(W + 1) / (total + 1),
+    div_factor=1 / onecycle_start_fraction, final_div_factor=start / min_lr_fraction)."""
+    start, low = cfg.onecycle_start_fraction, cfg.min_lr_fraction
+    span = max(1, total - warmup)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return _cos_between(start, 1.0, step / warmup)
+        return _cos_between(1.0, low, min(step - warmup, span) / span)
+
+    return factor
+
+
+def _lr(cfg: Optimizer) -> float:
+    if isinstance(cfg.lr, str):
+        # Internal misuse, not a user error: `lr: auto` is resolved (dentpy.lr_find) before
+        # any optimizer is built.
+        raise TypeError(f"optimizer.lr must be resolved to a number first, got {cfg.lr!r}")
+    return cfg.lr
 
 
 def build_optimizer(params: Iterable[Any], cfg: Optimizer) -> torch.optim.Optimizer:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -85,6 +85,9 @@ class Input(_Section):
     dimensionality: Literal["3d", "2d"] = "3d"
     # For datasets whose files store a wrong spacing (Pulpy3D stores 1.0 mm).
     assume_spacing_mm: tuple[float, float, float] | None = None
+    # Semi-supervised training: a folder of unlabelled volumes (3D) or images (2D); a
+    # relative path is resolved against the spec file's folder, like `data`.
+    unlabeled: str | None = None
 
 
 class Metrics(_Section):
@@ -108,7 +111,26 @@ class Metrics(_Section):
 
 
 class Paradigm(_Section):
-    kind: Literal["supervised"] = "supervised"
+    # semi-supervised: also learn from unlabelled cases (`input.unlabeled`, and/or the
+    # training cases whose labels `labeled_fraction` hides). See docs/training.md.
+    kind: Literal["supervised", "semi-supervised"] = "supervised"
+    # mean_teacher: consistency with an EMA teacher; pseudo_label: self-training rounds.
+    method: Literal["mean_teacher", "pseudo_label"] = "mean_teacher"
+    # Keep labels for only this fraction of the training patients (simulated label
+    # scarcity, seeded by evaluation.split_seed); the others become unlabelled cases.
+    labeled_fraction: float | None = Field(default=None, gt=0, le=1)
+    # Mean Teacher: teacher = EMA of the student, warm start min(1 - 1/(step+1), decay).
+    ema_decay: float = Field(default=0.99, ge=0, lt=1)
+    # Mean Teacher: weight of the consistency loss, reached by a sigmoid ramp-up over
+    # rampup_iterations (null: a quarter of train.iterations).
+    consistency_weight: float = Field(default=1.0, ge=0)
+    rampup_iterations: int | None = Field(default=None, ge=0)
+    # Unlabelled images/patches per step (null: train.batch_size).
+    unlabeled_batch_size: int | None = Field(default=None, ge=1)
+    # Pseudo-labelling: keep voxels/images whose top probability reaches this; the
+    # iterations are split evenly: supervised first, then one part per round.
+    confidence_threshold: float = Field(default=0.9, gt=0, le=1)
+    pseudo_label_rounds: int = Field(default=1, ge=1)
 
 
 class Constraints(_Section):
@@ -120,6 +142,32 @@ class Constraints(_Section):
     # Classification with rare classes: "auto" picks from the training split's class counts
     # (weighted loss when the rarest class has under a third of the commonest's images).
     class_imbalance: Literal["auto", "none", "weighted_loss", "balanced_sampler", "focal"] = "auto"
+    # Segmentation with tiny targets (dentpy.imbalance; the resolved values are recorded
+    # in the run's plan.json). Share of patches centred on a foreground voxel: a number,
+    # "auto" (0.33-0.67 by how small the rarest class is), or null = train.foreground_fraction.
+    foreground_oversampling: Annotated[float, Field(ge=0, le=1)] | Literal["auto"] | None = None
+    # Which class a foreground patch is centred on: "uniform" over the classes the case
+    # holds, "inverse_size" / "auto" (proportional to 1/sqrt(class voxel fraction)), or
+    # one probability per foreground class in objective.classes order.
+    class_sampling: Literal["auto", "uniform", "inverse_size"] | list[float] = "uniform"
+    # Per-class loss weights, background first: "none", "auto" (sqrt(commonest class
+    # fraction / class fraction), clipped to [1, 10]), or a list of len(classes) + 1.
+    class_weights: Literal["auto", "none"] | list[float] = "none"
+
+    @model_validator(mode="after")
+    def _imbalance_lists(self) -> Constraints:
+        sampling = self.class_sampling
+        if isinstance(sampling, list) and (not sampling or min(sampling) < 0 or sum(sampling) <= 0):
+            raise ValueError(
+                "constraints.class_sampling must list non-negative probabilities "
+                "(one per foreground class) with a positive sum"
+            )
+        weights = self.class_weights
+        if isinstance(weights, list) and (not weights or min(weights) < 0):
+            raise ValueError(
+                "constraints.class_weights must list non-negative weights, background first"
+            )
+        return self
 
 
 class Evaluation(_Section):
@@ -180,31 +228,89 @@ class Model(_Section):
     channels: list[int] = Field(default_factory=lambda: [16, 32, 64, 128])
     num_res_units: int = Field(default=1, ge=0)
     dropout: float = Field(default=0.0, ge=0, lt=1)
+    # A `dentpy pretrain` output (its folder or encoder.safetensors) to start from: every
+    # tensor whose name and shape match is loaded (not the output layer). Relative paths
+    # are resolved against the spec file's folder.
+    pretrained: str | None = None
 
 
 class Loss(_Section):
-    # Segmentation: dice_ce, dice, ce, dice_focal. Classification: ce, focal, coral (ordinal).
+    # A name, or a weighted sum of two: "dice+focal", "0.7*dice + 0.3*focal" (docs/training.md).
+    # Both tasks: ce, bce, focal, gce / sce (noisy labels), mse, l1 (= mae).
+    # Segmentation only: dice, dice_ce (default), dice_focal, jaccard, jaccard_focal,
+    # tversky, generalized_dice. Classification only: coral (ordinal, the ordinal default).
     name: str = "auto"
-    label_smoothing: float = Field(default=0.0, ge=0, lt=1)
+    # How logits become probabilities: multiclass (softmax), binary (one sigmoid logit; a
+    # 2-class head's logit difference), multilabel (sigmoid per class). auto: multiclass.
+    mode: Literal["auto", "binary", "multiclass", "multilabel"] = "auto"
+    label_smoothing: float = Field(default=0.0, ge=0, lt=1)  # pointwise terms (ce, focal, ...)
     focal_gamma: float = Field(default=2.0, ge=0)
+    tversky_alpha: float = Field(default=0.3, ge=0)  # weight of false positives
+    tversky_beta: float = Field(default=0.7, ge=0)  # weight of false negatives
+    gce_q: float = Field(default=0.7, gt=0, le=1)  # gce: q -> 0 is CE, q = 1 is MAE
+    sce_alpha: float = Field(default=0.1, ge=0)  # sce: weight of CE
+    sce_beta: float = Field(default=1.0, ge=0)  # sce: weight of reverse CE
+    # Per-class weights of ce/bce/focal/gce/sce/mse/l1 and dice/jaccard terms (segmentation:
+    # background first). auto: segmentation per constraints.class_weights, classification
+    # per constraints.class_imbalance. none: unweighted.
+    class_weights: Literal["auto", "none"] | list[float] = "auto"
+
+    @model_validator(mode="after")
+    def _check(self) -> Loss:
+        from dentpy.losses_names import parse_loss_expression
+
+        if self.name != "auto":
+            try:
+                parse_loss_expression(self.name)
+            except SpecError as error:
+                raise ValueError(f"{error.what}; {error.expected}") from None
+        if isinstance(self.class_weights, list) and (
+            any(w < 0 for w in self.class_weights) or not any(w > 0 for w in self.class_weights)
+        ):
+            raise ValueError("loss.class_weights must be >= 0 with at least one > 0")
+        return self
 
 
 class Optimizer(_Section):
+    # sgd (plain) | momentum | nesterov | rmsprop | adam | adamw (dentpy.optim.OPTIMIZERS)
     name: str = "adamw"
-    lr: float = Field(default=2e-3, gt=0)
+    # A number, or "auto": `dentpy train` first runs the LR range test (dentpy.lr_find) and
+    # writes the LR it chose into the run's spec.yaml, which a resume then reuses.
+    lr: Annotated[float, Field(gt=0)] | Literal["auto"] = 2e-3
     weight_decay: float = Field(default=1e-5, ge=0)
-    momentum: float = Field(default=0.9, ge=0, lt=1)
-    nesterov: bool = True
+    momentum: float = Field(default=0.9, ge=0, lt=1)  # momentum / nesterov / rmsprop
+    # With `momentum`: use Nesterov's variant. `sgd` + nesterov: true (what `sgd` meant
+    # before it became plain SGD) resolves to name `nesterov`, so old specs keep their meaning.
+    nesterov: bool = False
     grad_clip_norm: float | None = Field(default=12.0, gt=0)
+    # The LR range test (`dentpy lr-find`, `lr: auto`): iterations, and the LR range it sweeps.
+    lr_find_iterations: int = Field(default=100, ge=10)
+    lr_find_min_lr: float = Field(default=1e-7, gt=0)
+    lr_find_max_lr: float = Field(default=1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _honest_sgd(self) -> Optimizer:
+        if self.name == "sgd" and self.nesterov:
+            self.name = "nesterov"
+        if self.lr_find_min_lr >= self.lr_find_max_lr:
+            raise ValueError("optimizer.lr_find_min_lr must be below optimizer.lr_find_max_lr")
+        return self
 
 
 class Schedule(_Section):
+    # cosine | poly | constant | plateau | step | onecycle (dentpy.optim.SCHEDULES)
     name: str = "cosine"
     warmup_iterations: int = Field(default=20, ge=0)
+    # Floor of the decaying schedules (cosine, poly, step, onecycle), as a fraction of the LR.
     min_lr_fraction: float = Field(default=0.01, ge=0, le=1)
     poly_power: float = Field(default=0.9, gt=0)
     plateau_patience: int = Field(default=3, ge=1)
     plateau_factor: float = Field(default=0.5, gt=0, lt=1)
+    # step: multiply the LR by step_gamma every step_iterations after the warm-up.
+    step_gamma: float = Field(default=0.1, gt=0, le=1)
+    step_iterations: int = Field(default=300, ge=1)
+    # onecycle: the factor its warm-up starts from (torch OneCycleLR's 1 / div_factor).
+    onecycle_start_fraction: float = Field(default=0.04, gt=0, le=1)
 
 
 class Train(_Section):
@@ -216,6 +322,38 @@ class Train(_Section):
     seed: int = 0
     sw_batch_size: int = Field(default=4, ge=1)
     checkpoint_every: int | None = Field(default=None, ge=1)
+    # Gradient accumulation: batches summed into one optimizer step (an iteration), for a
+    # larger effective batch (batch_size x accumulate_batches) than memory allows.
+    accumulate_batches: int = Field(default=1, ge=1)
+
+
+class Pretrain(_Section):
+    """`dentpy pretrain`: self-supervised learning from images only (labels never read)."""
+
+    # "auto": masked-volume reconstruction for 3D segmentation, contrastive (SimCLR) for 2D.
+    method: Literal["auto", "masked", "contrastive"] = "auto"
+    # Masked: fraction of the patch hidden, in cubes (3D) or squares (2D) of `block_size`
+    # voxels, filled with zeros (the z-scored mean) or Gaussian noise.
+    mask_ratio: float = Field(default=0.6, gt=0, lt=1)
+    block_size: int = Field(default=8, ge=1)
+    mask_fill: Literal["zeros", "noise"] = "zeros"
+    # Masked: the input also gets a random gain/offset; the target stays the original.
+    intensity_augment: bool = True
+    iterations: int = Field(default=300, ge=1)
+    # null: train.batch_size (masked 3D) or 32 (contrastive: negatives come from the batch,
+    # so it needs at least 2).
+    batch_size: int | None = Field(default=None, ge=1)
+    # null: train.patch_size.
+    patch_size: tuple[int, int, int] | None = None
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=1e-5, ge=0)
+    # Contrastive: NT-Xent temperature and the projection head's output width.
+    temperature: float = Field(default=0.2, gt=0)
+    projection_dim: int = Field(default=64, ge=2)
+    # Stop early after this many minutes (the encoder is still written); null:
+    # constraints.time_budget_minutes. The learning rate decays over the budget too.
+    time_budget_minutes: float | None = Field(default=None, gt=0)
+    seed: int = 0
 
 
 class Spec(_Section):
@@ -236,6 +374,7 @@ class Spec(_Section):
     optimizer: Optimizer = Field(default_factory=Optimizer)
     schedule: Schedule = Field(default_factory=Schedule)
     train: Train = Field(default_factory=Train)
+    pretrain: Pretrain = Field(default_factory=Pretrain)
 
     @model_validator(mode="after")
     def _resolve_auto(self) -> Spec:
@@ -459,4 +598,12 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> Spec:
     data_path = Path(spec.input.data).expanduser()
     if not data_path.is_absolute():
         spec.input.data = str((path.parent / data_path).resolve())
+    if spec.input.unlabeled is not None:
+        unlabeled = Path(spec.input.unlabeled).expanduser()
+        if not unlabeled.is_absolute():
+            spec.input.unlabeled = str((path.parent / unlabeled).resolve())
+    if spec.model.pretrained is not None:
+        weights = Path(spec.model.pretrained).expanduser()
+        if not weights.is_absolute():
+            spec.model.pretrained = str((path.parent / weights).resolve())
     return spec

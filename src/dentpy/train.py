@@ -154,6 +154,9 @@ def check_resume_spec(spec: Spec, run: RunFolder) -> None:
     from dentpy.spec import load_spec
 
     recorded = load_spec(run.spec)
+    if spec.optimizer.lr == "auto":
+        # The LR the range test chose when the run started (its spec.yaml records it).
+        spec.optimizer.lr = recorded.optimizer.lr
     if recorded.digest(exclude=("train", "constraints")) != spec.digest(
         exclude=("train", "constraints")
     ):
@@ -176,12 +179,14 @@ def fit_with_hooks(
     start: float,
     resume: bool,
     show_progress: bool,
+    extra: dict[str, Any] | None = None,
 ) -> TrainingSetup:
     """Run `trainer` to `train.iterations` with logging, checkpoints (best on validation),
-    the time budget and a progress bar; with `resume`, from the last checkpoint first."""
+    the time budget and a progress bar; with `resume`, from the last checkpoint first.
+    `extra`: further stateful parts the checkpoints must hold (see TrainingSetup)."""
     from dentpy.engine.progress import ProgressHook
 
-    setup = TrainingSetup(spec, run, trainer, sampler, augment, identity)
+    setup = TrainingSetup(spec, run, trainer, sampler, augment, identity, extra=extra or {})
     if resume:
         restore(setup)
     log = LogHook(run, start)
@@ -239,10 +244,16 @@ def train(
     from dentpy.data.dataset import open_dataset
     from dentpy.engine.sampling import PatchSampler
     from dentpy.engine.trainer import Trainer
+    from dentpy.imbalance import class_voxel_counts, resolve_imbalance
+    from dentpy.lr_find import resolve_auto_lr
     from dentpy.optim import LRSchedule, build_optimizer
     from dentpy.preprocess import PreprocessPlan
+    from dentpy.pretrained import load_pretrained
+    from dentpy.semi import check_paradigm
+    from dentpy.semi.attach import attach_segmentation, split_labels, unlabeled_volumes
     from dentpy.tasks.segmentation import build_segmentation_task
 
+    check_paradigm(spec)  # semi-supervised settings, before any work
     if spec.objective.task == "classification":
         from dentpy.train_classification import train_classification
 
@@ -261,6 +272,7 @@ def train(
         splits = run.read_json(run.splits)
     else:
         splits = make_splits(spec, dataset)
+    splits = split_labels(spec, splits, {r.case_id: r.patient_id for r in dataset.records})
     identity = {
         "spec": spec.digest(exclude=("train", "constraints")),
         "data": _data_digest(dataset),
@@ -274,6 +286,12 @@ def train(
     cache = cache_dir or default_cache_dir()
     prepared = prepare(dataset, task, plan, splits["train"] + splits["val"], cache, show_progress)
     train_cases, val_cases = prepared[: len(splits["train"])], prepared[len(splits["train"]) :]
+    unlabelled = unlabeled_volumes(spec, dataset, task, plan, splits, cache)  # semi only
+    imbalance = resolve_imbalance(
+        spec,
+        task.class_names,
+        class_voxel_counts([c.label for c in train_cases], task.out_channels),
+    )
     if not resume:
         # Written only once every training and validation case has loaded and passed its
         # checks, so a bad dataset leaves no half-made run folder behind.
@@ -284,20 +302,25 @@ def train(
         write_json(run.fingerprint, fingerprint)
         write_json(
             run.plan,
-            {"task": task.to_dict(), "preprocess": plan.to_dict(), "identity": identity},
+            {
+                "task": task.to_dict(),
+                "preprocess": plan.to_dict(),
+                "identity": identity,
+                "imbalance": imbalance.to_dict(),
+            },
         )
 
     # channels_last_3d: ~10% faster 3D convolutions on CPU (benchmarks/train_step.py).
     model = task.build_model(spec).to(device)
+    pretrained = load_pretrained(model, spec)  # model.pretrained (dentpy.pretrained)
     model = model.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
-    optimizer = build_optimizer(model.parameters(), spec.optimizer)
-    schedule = LRSchedule(optimizer, spec.schedule, spec.train.iterations)
     sampler = PatchSampler(
         train_cases,
         spec.train.patch_size,
         spec.train.batch_size,
-        spec.train.foreground_fraction,
+        imbalance.foreground_fraction,
         seed=spec.train.seed,
+        class_probabilities=imbalance.class_probabilities,
     )
     augment = BatchAugment(spec.augment, task.swap_table(), device, seed=spec.train.seed + 1)
 
@@ -308,29 +331,59 @@ def train(
         image_t, label_t, _ = augment(image_t, label_t)
         return image_t.contiguous(memory_format=torch.channels_last_3d), label_t
 
+    # optimizer.lr: auto -> the LR range test on these very batches picks the LR first.
+    resolve_auto_lr(
+        spec,
+        run,
+        identity,
+        model,
+        task.build_loss(spec, imbalance.class_weights),
+        next_batch,
+        amp_dtype,
+        [sampler, augment],
+    )
+    optimizer = build_optimizer(model.parameters(), spec.optimizer)
+    schedule = LRSchedule(optimizer, spec.schedule, spec.train.iterations)
     trainer = Trainer(
         model=model,
-        loss_fn=task.build_loss(spec),
+        loss_fn=task.build_loss(spec, imbalance.class_weights),
         optimizer=optimizer,
         schedule=schedule,
         next_batch=next_batch,
         validate=lambda m: task.validation_scores(m, val_cases, spec, device, amp_dtype),
         amp_dtype=amp_dtype,
         grad_clip_norm=spec.optimizer.grad_clip_norm,
+        accumulate=spec.train.accumulate_batches,
+    )
+    semi = attach_segmentation(  # paradigm.kind semi-supervised (dentpy.semi), else None
+        spec, trainer, run.root, task, unlabelled, train_cases, sampler, augment, device, amp_dtype
     )
     setup = fit_with_hooks(
-        spec, run, trainer, sampler, augment, identity, start, resume, show_progress
+        spec,
+        run,
+        trainer,
+        sampler,
+        augment,
+        identity,
+        start,
+        resume,
+        show_progress,
+        extra=semi.extra if semi else None,
     )
     (run.root / "train_summary.json").write_text(
         json.dumps(
             {
                 "iterations": trainer.iteration,
+                "lr": spec.optimizer.lr,  # as used (chosen by the LR range test if "auto")
                 "best_validation_score": setup.best_score,
                 "device": str(device),
                 "precision": str(amp_dtype or "fp32"),
                 "seconds": round(time.monotonic() - start, 1),
                 "n_train_cases": len(train_cases),
                 "n_val_cases": len(val_cases),
+                "pretrained": pretrained,
+                "imbalance": imbalance.to_dict(),
+                **({"semi_supervised": semi.summary()} if semi else {}),
             },
             indent=2,
         )

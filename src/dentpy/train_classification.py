@@ -162,7 +162,10 @@ def train_classification(
     from dentpy.data.prepare2d import prepare_records
     from dentpy.engine.class_sampler import ClassSampler
     from dentpy.engine.trainer import Trainer
+    from dentpy.lr_find import resolve_auto_lr
     from dentpy.optim import LRSchedule, build_optimizer
+    from dentpy.pretrained import load_pretrained
+    from dentpy.semi.attach import attach_classification, split_labels, unlabeled_images
     from dentpy.tasks.classification import build_classification_task
     from dentpy.train import (
         check_resume_spec,
@@ -183,6 +186,8 @@ def train_classification(
         else make_splits_2d(spec, dataset)
     )
     by_id = {r.case_id: r for r in labelled_pool(dataset)}
+    # paradigm.labeled_fraction: hide the labels of some training patients (dentpy.semi).
+    splits = split_labels(spec, splits, {c: r.patient_id for c, r in by_id.items()})
     train_records = [by_id[c] for c in splits["train"]]
     val_records = [by_id[c] for c in splits["val"]]
     task = build_classification_task(
@@ -194,6 +199,7 @@ def train_classification(
     # Test images are checked now too (cheap in 2D), so a broken one cannot surface only
     # at `dentpy evaluate`, after the training time is spent.
     prepare_records([by_id[c] for c in splits["test"]], size, spec.preprocess.clip_percentiles)
+    unlabelled = unlabeled_images(spec, dataset, splits)  # semi-supervised only
     identity = {"spec": spec.digest(exclude=("train", "constraints")), "data": data_digest(dataset)}
     if not resume:
         # Written only once every training and validation image has loaded and passed its
@@ -212,8 +218,7 @@ def train_classification(
 
     device, amp_dtype = configure_runtime(spec)
     model = task.build_model(spec).to(device)
-    optimizer = build_optimizer(model.parameters(), spec.optimizer)
-    schedule = LRSchedule(optimizer, spec.schedule, spec.train.iterations)
+    pretrained = load_pretrained(model, spec)  # model.pretrained (dentpy.pretrained)
     train_labels = train_data.labels(task.classes)
     val_labels = val_data.labels(task.classes)
     sampler = ClassSampler(
@@ -232,6 +237,19 @@ def train_classification(
         probs = predict_probabilities(network, task, val_data.images, device, amp_dtype)
         return selection_score(task, spec.metrics.select_by, val_labels, probs)
 
+    # optimizer.lr: auto -> the LR range test on these very batches picks the LR first.
+    resolve_auto_lr(
+        spec,
+        run,
+        identity,
+        model,
+        task.build_loss(spec).to(device),
+        next_batch,
+        amp_dtype,
+        [sampler, augment],
+    )
+    optimizer = build_optimizer(model.parameters(), spec.optimizer)
+    schedule = LRSchedule(optimizer, spec.schedule, spec.train.iterations)
     trainer = Trainer(
         model=model,
         loss_fn=task.build_loss(spec).to(device),
@@ -241,12 +259,26 @@ def train_classification(
         validate=validate,
         amp_dtype=amp_dtype,
         grad_clip_norm=spec.optimizer.grad_clip_norm,
+        accumulate=spec.train.accumulate_batches,
+    )
+    semi = attach_classification(  # paradigm.kind semi-supervised (dentpy.semi), else None
+        spec, trainer, task, unlabelled, images_t, labels_t, sampler, augment, device, amp_dtype
     )
     setup = fit_with_hooks(
-        spec, run, trainer, sampler, augment, identity, start, resume, show_progress
+        spec,
+        run,
+        trainer,
+        sampler,
+        augment,
+        identity,
+        start,
+        resume,
+        show_progress,
+        extra=semi.extra if semi else None,
     )
     summary: dict[str, Any] = {
         "iterations": trainer.iteration,
+        "lr": spec.optimizer.lr,  # as used (chosen by the LR range test if "auto")
         "best_validation_score": setup.best_score,
         "selected_by": spec.metrics.select_by,
         "device": str(device),
@@ -254,9 +286,12 @@ def train_classification(
         "seconds": round(time.monotonic() - start, 1),
         "n_train_images": len(train_records),
         "n_val_images": len(val_records),
+        "pretrained": pretrained,
         "class_counts_train": dict(zip(task.classes, task.class_counts, strict=True)),
         "class_imbalance": task.imbalance,
     }
+    if semi:
+        summary["semi_supervised"] = semi.summary()
     (run.root / "train_summary.json").write_text(json.dumps(summary, indent=2))
     return run.root
 

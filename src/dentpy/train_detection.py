@@ -121,6 +121,7 @@ def train_detection(spec: Spec, run_dir: Path | None, resume: bool, show_progres
     from dentpy.detection import BoxAugment2D, pack_targets
     from dentpy.engine.class_sampler import ClassSampler
     from dentpy.engine.trainer import Trainer
+    from dentpy.lr_find import resolve_auto_lr
     from dentpy.optim import LRSchedule, build_optimizer
     from dentpy.tasks.detection import build_detection_task
     from dentpy.train import (
@@ -171,8 +172,6 @@ def train_detection(spec: Spec, run_dir: Path | None, resume: bool, show_progres
 
     device, amp_dtype = configure_runtime(spec)
     model = task.build_model(spec).to(device)
-    optimizer = build_optimizer(model.parameters(), spec.optimizer)
-    schedule = LRSchedule(optimizer, spec.schedule, spec.train.iterations)
     sampler = ClassSampler(
         np.zeros(len(train_records), dtype=np.int64), spec.train.batch_size, False, spec.train.seed
     )
@@ -193,6 +192,19 @@ def train_detection(spec: Spec, run_dir: Path | None, resume: bool, show_progres
         found = network_detections(network, val_data.images, device, amp_dtype, spec)
         return validation_scores(found, val_data, task, spec.metrics.select_by)
 
+    # optimizer.lr: auto -> the LR range test on these very batches picks the LR first.
+    resolve_auto_lr(
+        spec,
+        run,
+        identity,
+        model,
+        task.build_loss(spec).to(device),
+        next_batch,
+        amp_dtype,
+        [sampler, augment],
+    )
+    optimizer = build_optimizer(model.parameters(), spec.optimizer)
+    schedule = LRSchedule(optimizer, spec.schedule, spec.train.iterations)
     trainer = Trainer(
         model=model,
         loss_fn=task.build_loss(spec).to(device),
@@ -202,6 +214,7 @@ def train_detection(spec: Spec, run_dir: Path | None, resume: bool, show_progres
         validate=validate,
         amp_dtype=amp_dtype,
         grad_clip_norm=spec.optimizer.grad_clip_norm,
+        accumulate=spec.train.accumulate_batches,
     )
     setup = fit_with_hooks(
         spec, run, trainer, sampler, augment, identity, start, resume, show_progress
@@ -209,6 +222,7 @@ def train_detection(spec: Spec, run_dir: Path | None, resume: bool, show_progres
     threshold = choose_threshold_on_validation(run, spec, task, val_data, device, amp_dtype)
     summary: dict[str, Any] = {
         "iterations": trainer.iteration,
+        "lr": spec.optimizer.lr,  # as used (chosen by the LR range test if "auto")
         "best_validation_score": setup.best_score,
         "selected_by": spec.metrics.select_by,
         "score_threshold": threshold,

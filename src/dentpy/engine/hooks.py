@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,6 +30,9 @@ class TrainingSetup:
     augment: Any
     identity: dict[str, str]
     best_score: float = -1.0
+    # Further stateful parts (state_dict/load_state_dict) an exact resume needs, by name,
+    # e.g. a Mean Teacher's EMA weights or a second sampler for unlabelled data.
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def seed_everything(seed: int) -> None:
@@ -61,6 +64,7 @@ def trainer_state(setup: TrainingSetup) -> dict[str, Any]:
         "numpy_rng": numpy_global_state(),
         "python_rng": random.getstate(),
         "best_score": setup.best_score,
+        "extra": {name: part.state_dict() for name, part in setup.extra.items()},
     }
 
 
@@ -85,6 +89,8 @@ def restore(setup: TrainingSetup) -> None:
     name, key, position, has_gauss, cached = state["numpy_rng"]
     np.random.set_state((name, np.array(key, dtype=np.uint32), position, has_gauss, cached))
     random.setstate(state["python_rng"])
+    for name, part in setup.extra.items():
+        part.load_state_dict(state["extra"][name])
     trainer.iteration = int(state["iteration"])
     setup.best_score = float(state["best_score"])
 

@@ -2,8 +2,11 @@
 
 Dental targets are tiny (the IAN canal is under 0.1% of a scan's voxels), so a uniform
 patch almost never contains one. A fraction of patches is centred on a random voxel of a
-random target class; the rest are uniform. All randomness comes from one numpy Generator
-whose state is checkpointed, so a resumed run draws exactly the same patches.
+target class; the rest are uniform. The class is drawn uniformly among the classes the case
+holds, or, with `class_probabilities` (one per foreground class, see dentpy.imbalance), with
+those probabilities renormalised over the classes the case holds. All randomness comes from
+one numpy Generator whose state is checkpointed, so a resumed run draws exactly the same
+patches.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class PatchSampler:
         batch_size: int,
         foreground_fraction: float,
         seed: int,
+        class_probabilities: Sequence[float] | None = None,
     ) -> None:
         self.cases = list(cases)
         self.patch_size = tuple(int(p) for p in patch_size)
@@ -48,12 +52,25 @@ class PatchSampler:
         self.foreground_fraction = foreground_fraction
         self.rng = np.random.default_rng(seed)
         self._fill = [float(np.min(c.image)) for c in self.cases]
+        self.class_probabilities = (
+            None if class_probabilities is None else np.asarray(class_probabilities, float)
+        )
+
+    def _choose_class(self, classes: list[int]) -> int:
+        """Index (0 = class 1) of the class a foreground patch is centred on."""
+        if self.class_probabilities is None:
+            # The historical rule, kept draw for draw so older runs resume identically.
+            return int(self.rng.choice(classes))
+        p = self.class_probabilities[classes]
+        if p.sum() <= 0:
+            return int(self.rng.choice(classes))
+        return int(classes[int(self.rng.choice(len(classes), p=p / p.sum()))])
 
     def _start(self, case: PreparedCase) -> list[int]:
         shape = case.image.shape
         classes = [i for i, fg in enumerate(case.foreground) if len(fg)]
         if classes and self.rng.random() < self.foreground_fraction:
-            positions = case.foreground[int(self.rng.choice(classes))]
+            positions = case.foreground[self._choose_class(classes)]
             centre = positions[int(self.rng.integers(len(positions)))]
             # Jitter so the structure is not always in the patch centre.
             jitter = self.rng.integers(

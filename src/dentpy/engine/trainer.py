@@ -39,15 +39,22 @@ class Trainer:
     validate: Callable[[torch.nn.Module], dict[str, float]]
     amp_dtype: torch.dtype | None = None
     grad_clip_norm: float | None = None
+    # Gradient accumulation: batches whose gradients are summed (each loss divided by this)
+    # before one optimizer step; an iteration is one optimizer step.
+    accumulate: int = 1
+    # A further loss term per batch, e.g. semi-supervised consistency on unlabelled data:
+    # called with the model and the iteration about to run; returns a scalar tensor.
+    extra_loss: Callable[[torch.nn.Module, int], torch.Tensor] | None = None
+    # Called after each optimizer step (e.g. a Mean Teacher's EMA update).
+    after_step: Callable[[Trainer], None] | None = None
     hooks: list[Any] = field(default_factory=list)
     iteration: int = 0
     should_stop: bool = False
 
-    def train_step(self) -> float:
+    def _batch_loss(self) -> torch.Tensor:
         import torch
 
         image, label = self.next_batch()
-        self.model.train()
         device_type = image.device.type
         autocast = (
             torch.autocast(device_type, dtype=self.amp_dtype)
@@ -57,23 +64,37 @@ class Trainer:
         with autocast:
             logits = self.model(image)
         loss = self.loss_fn(logits.float(), label)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise TrainingError(
-                f"training loss became {value} at iteration {self.iteration + 1}",
-                expected="a finite loss",
-                found=f"loss = {value} (lr {self.schedule.lr:.3g})",
-                fix="lower optimizer.lr, keep optimizer.grad_clip_norm set, or check the "
-                "data with `dentpy data check`; the last good checkpoint is kept",
-            )
+        if self.extra_loss is not None:
+            loss = loss + self.extra_loss(self.model, self.iteration)
+        return loss
+
+    def train_step(self) -> float:
+        import torch
+
+        self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        total = 0.0
+        for _ in range(self.accumulate):
+            loss = self._batch_loss()
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise TrainingError(
+                    f"training loss became {value} at iteration {self.iteration + 1}",
+                    expected="a finite loss",
+                    found=f"loss = {value} (lr {self.schedule.lr:.3g})",
+                    fix="lower optimizer.lr, keep optimizer.grad_clip_norm set, or check the "
+                    "data with `dentpy data check`; the last good checkpoint is kept",
+                )
+            (loss / self.accumulate).backward()
+            total += value
         if self.grad_clip_norm:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip_norm)
         self.optimizer.step()
         self.schedule.step()
         self.iteration += 1
-        return value
+        if self.after_step is not None:
+            self.after_step(self)
+        return total / self.accumulate
 
     def fit(self, total_iterations: int, validate_every: int) -> None:
         validated_at = self.iteration

@@ -24,8 +24,6 @@ if TYPE_CHECKING:
 
 OUTPUTS = ("binary", "multiclass", "ordinal")
 IMBALANCE = ("none", "weighted_loss", "balanced_sampler", "focal")
-# Segmentation losses and the classification loss that plays their part for whole images.
-SEGMENTATION_LOSSES = {"dice_ce": "ce", "dice": "ce", "dice_focal": "focal"}
 # Words that name the negative class of a present/absent question ("auto" positive class).
 NEGATIVE_WORDS = frozenset(
     {"sound", "healthy", "normal", "negative", "absent", "no", "none", "non", "not", "0", "false"}
@@ -109,22 +107,25 @@ class ClassificationTask:
         return None
 
     def build_loss(self, spec: Spec) -> torch.nn.Module:
-        """The loss this task resolved (`loss_name`), with the spec's smoothing and gamma.
+        """The loss this task resolved (`loss_name`), with the spec's `loss` settings.
 
-        A `balanced_sampler` setting leaves the loss unweighted: the sampler already shows
-        the classes equally often, and weighting as well would over-correct."""
-        import torch
+        `loss.class_weights: auto` follows the imbalance setting. A `balanced_sampler`
+        setting leaves the loss unweighted: the sampler already shows the classes equally
+        often, and weighting as well would over-correct."""
+        from dentpy.losses import loss_config
+        from dentpy.losses_classification import build_configured_classification_loss
 
-        from dentpy.losses_classification import build_classification_loss
-
-        weights = self.class_weights()
-        return build_classification_loss(
-            self.loss_name,
-            self.n_classes,
-            None if weights is None else torch.tensor(weights, dtype=torch.float32),
-            spec.loss.label_smoothing,
-            spec.loss.focal_gamma,
+        config = loss_config(
+            spec.loss, self.n_classes, background=False, auto_weights=self.class_weights()
         )
+        if self.cumulative and config.mode != "multiclass":
+            raise SpecError(
+                f"loss.mode {config.mode} does not apply to the coral loss",
+                expected="loss.mode auto with coral (C-1 cumulative sigmoid logits)",
+                found=f"loss.mode: {config.mode}",
+                fix="set loss.mode=auto",
+            )
+        return build_configured_classification_loss(self.loss_name, self.n_classes, config)
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """Class probabilities (N, C) from network outputs.
@@ -236,21 +237,10 @@ def _resolve_positive(spec: Spec, classes: tuple[str, ...]) -> str | None:
 
 
 def _resolve_loss(spec: Spec, output: str, imbalance: str) -> str:
-    from dentpy.losses_classification import CLASSIFICATION_LOSSES
+    from dentpy.losses_classification import check_classification_loss
 
     name = spec.loss.name
-    choices = CLASSIFICATION_LOSSES.names()
-    if name in SEGMENTATION_LOSSES or name not in choices:
-        if name in SEGMENTATION_LOSSES:
-            fix = f"'{name}' is a segmentation loss; did you mean '{SEGMENTATION_LOSSES[name]}'?"
-        else:
-            fix = did_you_mean(name, choices)
-        raise SpecError(
-            f"loss.name '{name}' is not a classification loss",
-            expected=f"one of: {', '.join(choices)}",
-            found=name,
-            fix=fix,
-        )
+    check_classification_loss(name)
     if name == "coral" and output != "ordinal":
         raise SpecError(
             "loss.name 'coral' is for ordinal grades",

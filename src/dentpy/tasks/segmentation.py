@@ -43,10 +43,18 @@ class SegmentationTask:
 
         return build_model(spec.model, in_channels=1, out_channels=self.out_channels)
 
-    def build_loss(self, spec: Spec) -> torch.nn.Module:
-        from dentpy.losses import build_loss
+    def build_loss(
+        self, spec: Spec, auto_weights: Sequence[float] | None = None
+    ) -> torch.nn.Module:
+        """`loss.name` (or a weighted sum) in `loss.mode`, channel 0 being background.
+        `loss.class_weights: auto` takes `auto_weights`: the weights train resolved from
+        `constraints.class_weights` (dentpy.imbalance; None = unweighted)."""
+        from dentpy.losses import build_loss, loss_config
 
-        return build_loss(spec.loss.name)
+        return build_loss(
+            spec.loss.name,
+            loss_config(spec.loss, self.out_channels, background=True, auto_weights=auto_weights),
+        )
 
     def decode(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.argmax(dim=1, keepdim=True)
