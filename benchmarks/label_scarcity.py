@@ -33,8 +33,13 @@ from pathlib import Path
 from typing import Any
 
 ARMS = ("full", "sup", "semi", "pseudo", "pretrain")
-# The `dentpy` entry point of the interpreter running this script (the project's venv).
-DENTPY = str(Path(sys.executable).with_name("dentpy"))
+# The `dentpy` command of the interpreter running this script (its console script when
+# installed, else the CLI module, e.g. on a GPU image with dentpy on PYTHONPATH).
+DENTPY = [
+    sys.executable,
+    "-c",
+    "import sys; from dentpy.cli import main; sys.argv[0] = 'dentpy'; main()",
+]
 
 
 def dataset(task: str, work: Path, size: int) -> tuple[Path, str]:
@@ -46,7 +51,17 @@ def dataset(task: str, work: Path, size: int) -> tuple[Path, str]:
         data = root / "XraySynth" / "caries_binary"
         if not data.exists():
             subprocess.run(
-                [DENTPY, "synth", "xray", "--out", str(root), "--images", str(size), "--seed", "0"],
+                [
+                    *DENTPY,
+                    "synth",
+                    "xray",
+                    "--out",
+                    str(root),
+                    "--images",
+                    str(size),
+                    "--seed",
+                    "0",
+                ],
                 check=True,
             )
         return data, "caries-binary"
@@ -59,7 +74,7 @@ def dataset(task: str, work: Path, size: int) -> tuple[Path, str]:
 
 def run_cli(args: list[str]) -> None:
     start = time.monotonic()
-    subprocess.run([DENTPY, *args], check=True)
+    subprocess.run([*DENTPY, *args], check=True)
     print(f"  {' '.join(args[:2])}: {time.monotonic() - start:.0f} s", flush=True)
 
 
@@ -92,6 +107,12 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=None, help="cap per arm")
     parser.add_argument("--arms", default="full,sup,semi,pretrain")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--semi",
+        nargs="*",
+        default=["paradigm.consistency_weight=10", "paradigm.unlabeled_batch_size=16"],
+        help="extra overrides of the Mean Teacher arm (printed in the report)",
+    )
     parser.add_argument("--work", type=Path, default=Path("/tmp/dentpy-label-scarcity"))
     parser.add_argument("overrides", nargs="*", help="extra spec overrides for every arm")
     args = parser.parse_args()
@@ -102,7 +123,7 @@ def main() -> None:
 
     from dentpy.init import render
 
-    work = args.work
+    work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("DENTPY_CACHE", str(work / "cache"))
     size = args.size or (120 if args.task == "classification" else 40)
@@ -119,7 +140,12 @@ def main() -> None:
     settings = {
         "full": [],
         "sup": [scarce],
-        "semi": [scarce, "paradigm.kind=semi-supervised", "paradigm.method=mean_teacher"],
+        "semi": [
+            scarce,
+            "paradigm.kind=semi-supervised",
+            "paradigm.method=mean_teacher",
+            *args.semi,
+        ],
         "pseudo": [scarce, "paradigm.kind=semi-supervised", "paradigm.method=pseudo_label"],
         "pretrain": [scarce],
     }
@@ -159,6 +185,7 @@ def main() -> None:
         "size": size,
         "labeled_fraction": args.fraction,
         "minutes_per_arm": args.minutes,
+        "semi_overrides": args.semi,
         "metric": metric,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {args.threads} threads",
         "arms": results,

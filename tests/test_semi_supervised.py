@@ -46,6 +46,37 @@ def test_ema_teacher_matches_the_closed_form() -> None:
     assert not any(p.requires_grad for p in teacher.model.parameters())
 
 
+def test_the_teacher_is_validated_and_saved_unless_the_spec_says_student() -> None:
+    from dentpy.engine.trainer import Trainer
+    from dentpy.semi.mean_teacher import MeanTeacher
+
+    student = torch.nn.Linear(2, 2)
+    seen: list[torch.nn.Module] = []
+    for choice in ("teacher", "student"):
+        mean_teacher = MeanTeacher(
+            student,
+            lambda: (torch.zeros(1, 2), torch.zeros(1, 2)),
+            torch.sigmoid,
+            0.9,
+            1.0,
+            0,
+            validate_with=choice,
+        )
+        trainer = Trainer(
+            model=student,
+            loss_fn=torch.nn.MSELoss(),
+            optimizer=torch.optim.SGD(student.parameters(), lr=0.1),
+            schedule=None,  # type: ignore[arg-type]
+            next_batch=lambda: (torch.zeros(1, 2), torch.zeros(1, 2)),
+            validate=lambda m: seen.append(m) or {"score": 0.0},  # type: ignore[func-returns-value]
+        )
+        mean_teacher.attach(trainer)
+        trainer.schedule = type("S", (), {"validated": lambda self, s: None})()  # type: ignore[assignment]
+        trainer.run_validation()
+        assert (seen[-1] is mean_teacher.teacher.model) == (choice == "teacher")
+        assert ("student" in mean_teacher.state_dict()) == (choice == "teacher")
+
+
 def test_ema_of_a_known_sequence() -> None:
     """Student weights s_1..s_k (s_i = i): teacher_k = sum_i (1-a_i) s_i prod_{j>i} a_j
     + w0 prod_j a_j, computed independently in float64."""
@@ -258,8 +289,14 @@ def test_mean_teacher_segmentation_resumes_exactly(cbct: Path, tmp_path: Path) -
     teacher_b = state_b["extra"]["mean_teacher"]["teacher"]
     for key in teacher_a:
         assert torch.equal(teacher_a[key], teacher_b[key]), key
-    # The teacher is an average, not a copy of the student.
-    assert any(not torch.equal(teacher_a[k], a[k]) for k in a if a[k].is_floating_point())
+    student_a = state_a["extra"]["mean_teacher"]["student"]
+    student_b = state_b["extra"]["mean_teacher"]["student"]
+    for key in student_a:
+        assert torch.equal(student_a[key], student_b[key]), key
+    # The saved model is the teacher (paradigm.validate_with: teacher), an average, not a
+    # copy of the student.
+    assert all(torch.equal(teacher_a[k], a[k]) for k in a)
+    assert any(not torch.equal(teacher_a[k], student_a[k]) for k in a if a[k].is_floating_point())
 
     splits = json.loads((tmp_path / "a" / "splits.json").read_text())
     assert len(splits["train"]) == 2 and len(splits[UNLABELED_SPLIT]) == 2
@@ -406,9 +443,10 @@ def test_mean_teacher_classification_resumes_exactly(crops: Path, tmp_path: Path
     (a, state_a), (b, state_b) = _weights(tmp_path / "a"), _weights(tmp_path / "b")
     for key in a:
         assert torch.equal(a[key], b[key]), key
-    teacher_a = state_a["extra"]["mean_teacher"]["teacher"]
-    for key, value in teacher_a.items():
-        assert torch.equal(value, state_b["extra"]["mean_teacher"]["teacher"][key]), key
+    for part in ("teacher", "student"):
+        saved_a = state_a["extra"]["mean_teacher"][part]
+        for key, value in saved_a.items():
+            assert torch.equal(value, state_b["extra"]["mean_teacher"][part][key]), key
     splits = json.loads((tmp_path / "a" / "splits.json").read_text())
     summary = json.loads((tmp_path / "a" / "train_summary.json").read_text())
     hidden = len(splits[UNLABELED_SPLIT])

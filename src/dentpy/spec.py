@@ -124,6 +124,9 @@ class Paradigm(_Section):
     # Mean Teacher: weight of the consistency loss, reached by a sigmoid ramp-up over
     # rampup_iterations (null: a quarter of train.iterations).
     consistency_weight: float = Field(default=1.0, ge=0)
+    # Mean Teacher: the network validated and saved as the run's model. "teacher" (the EMA
+    # average, the paper's choice) or "student" (the network the optimizer trains).
+    validate_with: Literal["teacher", "student"] = "teacher"
     rampup_iterations: int | None = Field(default=None, ge=0)
     # Unlabelled images/patches per step (null: train.batch_size).
     unlabeled_batch_size: int | None = Field(default=None, ge=1)

@@ -78,6 +78,8 @@ def restore(setup: TrainingSetup) -> None:
     checkpoint = load_checkpoint(setup.run.checkpoints, "last", identity=setup.identity)
     state = checkpoint.state
     trainer = setup.trainer
+    # The saved weights are the exported network's; when that is not the trained model (a
+    # Mean Teacher), the trained model's own weights come back with the extra state below.
     trainer.model.load_state_dict(checkpoint.weights)
     trainer.optimizer.load_state_dict(state["optimizer"])
     trainer.schedule.load_state_dict(state["schedule"])
@@ -110,7 +112,7 @@ class CheckpointHook:
         from dentpy.engine.checkpoint import save_checkpoint
 
         setup = self.setup
-        weights = trainer.model.state_dict()
+        weights = trainer.exported().state_dict()
         finite = all(
             bool(torch.isfinite(w).all()) for w in weights.values() if w.is_floating_point()
         )

@@ -47,6 +47,9 @@ class Trainer:
     extra_loss: Callable[[torch.nn.Module, int], torch.Tensor] | None = None
     # Called after each optimizer step (e.g. a Mean Teacher's EMA update).
     after_step: Callable[[Trainer], None] | None = None
+    # The network that is validated and saved as the run's model, when it is not the one
+    # being trained (a Mean Teacher's EMA teacher); None: `model`.
+    export_model: Callable[[], torch.nn.Module] | None = None
     hooks: list[Any] = field(default_factory=list)
     iteration: int = 0
     should_stop: bool = False
@@ -109,12 +112,17 @@ class Trainer:
             # Stopped early (time budget): validate so the last steps are checkpointed too.
             self.run_validation()
 
+    def exported(self) -> torch.nn.Module:
+        """The network validated and saved (see `export_model`)."""
+        return self.export_model() if self.export_model is not None else self.model
+
     def run_validation(self) -> dict[str, float]:
         import torch
 
-        self.model.eval()
+        network = self.exported()
+        network.eval()
         with torch.inference_mode():
-            scores = self.validate(self.model)
+            scores = self.validate(network)
         self.schedule.validated(scores.get("score", 0.0))
         for hook in self.hooks:
             hook.on_validation_end(self, scores)

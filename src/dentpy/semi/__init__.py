@@ -17,6 +17,7 @@ into the supervised trainers with a few lines in `dentpy.train` / `train_classif
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from dentpy.errors import SpecError
@@ -44,6 +45,12 @@ def check_paradigm(spec: Spec) -> None:
             fix="remove paradigm.labeled_fraction (it covers segmentation and classification)",
         )
     if paradigm.kind != "semi-supervised":
+        if spec.input.unlabeled is not None:
+            # Not an error: the same spec feeds `dentpy pretrain`, which reads them.
+            logging.getLogger(__name__).warning(
+                "input.unlabeled is not used by supervised training (only by "
+                "paradigm.kind semi-supervised and `dentpy pretrain`)"
+            )
         return
     fraction = paradigm.labeled_fraction
     if spec.input.unlabeled is None and (fraction is None or fraction >= 1):

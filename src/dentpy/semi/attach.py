@@ -204,9 +204,9 @@ def attach_segmentation(
             _rampup(spec),
             amp_dtype,
             parts={"sampler": patches, "augment": noise},
+            validate_with=paradigm.validate_with,
         )
-        trainer.extra_loss = teacher.extra_loss
-        trainer.after_step = teacher.after_step
+        teacher.attach(trainer)
         return SemiSupervised("mean_teacher", len(unlabelled), {"mean_teacher": teacher}, teacher)
 
     from dentpy.inference import sliding_window_probabilities
@@ -289,9 +289,9 @@ def attach_classification(
             _rampup(spec),
             amp_dtype,
             parts={"sampler": order, "augment": noise},
+            validate_with=paradigm.validate_with,
         )
-        trainer.extra_loss = teacher.extra_loss
-        trainer.after_step = teacher.after_step
+        teacher.attach(trainer)
         return SemiSupervised(
             "mean_teacher", int(pool.shape[0]), {"mean_teacher": teacher}, teacher
         )

@@ -17,9 +17,11 @@ geometric transform, so voxels correspond, with independent intensity and noise 
 `consistency_weight`, so the untrained teacher cannot dominate the first steps.
 
 The teacher runs in training mode (its dropout is part of the method's noise) and gets no
-gradients. The student is what is validated and saved as the run's model; the teacher's
-weights are checkpointed (with the unlabelled sampler and augmentation generators) only so
-that a resumed run continues exactly.
+gradients. By default (`paradigm.validate_with: teacher`) the teacher is what is validated
+and saved as the run's model, as in the paper: an average of recent students generalises
+better than the last one, most of all when a time budget stops training before the LR has
+decayed. The student's weights then travel in the checkpoint's extra state (with the
+unlabelled sampler and augmentation generators) so that a resumed run continues exactly.
 """
 
 from __future__ import annotations
@@ -99,8 +101,11 @@ class MeanTeacher:
         rampup_iterations: int,
         amp_dtype: torch.dtype | None = None,
         parts: dict[str, Any] | None = None,
+        validate_with: str = "teacher",
     ) -> None:
+        self.student = student
         self.teacher = EMATeacher(student, decay)
+        self.validate_with = validate_with
         self.views = views
         self.probabilities = probabilities
         self.consistency_weight = consistency_weight
@@ -144,19 +149,33 @@ class MeanTeacher:
             "last_consistency": (
                 None if math.isnan(self.last_consistency) else self.last_consistency
             ),
-            "validated_and_saved": "student",
+            "validated_and_saved": self.validate_with,
         }
+
+    def attach(self, trainer: Trainer) -> None:
+        """Plug into the trainer: consistency term, EMA update, and (by default) the
+        teacher as the validated and saved network."""
+        trainer.extra_loss = self.extra_loss
+        trainer.after_step = self.after_step
+        if self.validate_with == "teacher":
+            trainer.export_model = lambda: self.teacher.model
 
     def after_step(self, trainer: Trainer) -> None:
         self.teacher.update(trainer.model, trainer.iteration)
 
     def state_dict(self) -> dict[str, Any]:
-        return {
+        state = {
             "teacher": self.teacher.state_dict(),
             **{name: part.state_dict() for name, part in self.parts.items()},
         }
+        if self.validate_with == "teacher":
+            # The checkpoint's weights are the teacher's: keep the student's here.
+            state["student"] = {k: v.detach().clone() for k, v in self.student.state_dict().items()}
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.teacher.load_state_dict(state["teacher"])
+        if "student" in state:
+            self.student.load_state_dict(state["student"])
         for name, part in self.parts.items():
             part.load_state_dict(state[name])
