@@ -2,16 +2,7 @@
 # One prepared GPU session for detection: the two box templates on synthetic X-rays under
 # a short time budget (benchmarks/detection_quality.py), to compare with the CPU figures.
 set -uo pipefail
-OUT=${OUT:-/tmp/gpu_detection}
-mkdir -p "$OUT"
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD/src
-else
-  export PYTHONPATH=$PWD/src
-fi
-export PYTHONUNBUFFERED=1
+source benchmarks/gpu_env.sh /tmp/gpu_detection
 # Synthesis runs in one process (~0.25 s per image), so the image counts stay small.
 MINUTES=${MINUTES:-1.5}
 timeout 280 python3 benchmarks/detection_quality.py --template caries-boxes --kind bitewing \

@@ -3,16 +3,7 @@
 # `ci` synthetic profile under a short time budget, evaluated on held-out patients
 # (benchmarks/instance_quality.py), to compare with the CPU figures in docs/instances.md.
 set -uo pipefail
-OUT=${OUT:-/tmp/gpu_instances}
-mkdir -p "$OUT"
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD/src
-else
-  export PYTHONPATH=$PWD/src
-fi
-export PYTHONUNBUFFERED=1
+source benchmarks/gpu_env.sh /tmp/gpu_instances
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 MINUTES=${MINUTES:-2}
 for template in teeth-fdi-cbct pulp-instances-cbct; do

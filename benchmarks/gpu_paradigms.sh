@@ -3,16 +3,7 @@
 # training paradigms, then the label-scarcity comparison on pulp segmentation (`ci`
 # synthetic profile) under short per-arm GPU budgets. Logs and JSON under $OUT.
 set -uo pipefail
-OUT=${OUT:-/tmp/gpu_paradigms}
-mkdir -p "$OUT"
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD/src
-else
-  export PYTHONPATH=$PWD/src
-fi
-export PYTHONUNBUFFERED=1
+source benchmarks/gpu_env.sh /tmp/gpu_paradigms
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 echo "== CUDA tests"
 timeout 200 python3 -m pytest -q -p no:cacheprovider tests/test_cuda_paradigms.py \
