@@ -256,6 +256,8 @@ def _suspicious(run: Path, data: Path | None, top: int, show_files: bool) -> Non
             "is weak, so most cases look suspicious; train longer before trusting the ranking"
         )
     console.print(f"all {len(report.rows)} rows and definitions: {run / CSV_NAME} (+ .json)")
+    if not show_files:
+        console.print("cases are pseudonyms; add --show-files to see each case's file here")
 
 
 def print_fingerprint(console: Any, report: dict[str, Any]) -> None:

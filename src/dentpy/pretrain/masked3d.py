@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -160,19 +160,24 @@ def _example(
 
 
 def write_picture(panels: Sequence[np.ndarray], path: Path, zoom: int = 3) -> None:
-    """Masked input | reconstruction | original side by side, one gray scale (the
-    original's 1st-99th percentile), so the reconstruction can be compared directly."""
-    from PIL import Image
+    """Masked input | reconstruction | original side by side with titles, one gray scale
+    (the original's 1st-99th percentile), so the reconstruction can be compared directly.
+    `zoom` scales the figure with the patch (about `zoom` pixels per voxel)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
 
     original = panels[-1]
     low, high = np.percentile(original, [1, 99])
-    span = max(float(high - low), 1e-6)
-    gap = np.full((original.shape[0], 2), 255, dtype=np.uint8)
-    scaled: list[Any] = []
-    for panel in panels:
-        scaled += [(np.clip((panel - low) / span, 0, 1) * 255).astype(np.uint8), gap]
-    picture = Image.fromarray(np.ascontiguousarray(np.concatenate(scaled[:-1], axis=1)))
-    picture = picture.resize(
-        (picture.width * zoom, picture.height * zoom), Image.Resampling.NEAREST
-    )
-    picture.save(path)
+    side = max(2.2, zoom * original.shape[0] / 100)
+    figure, axes = plt.subplots(1, len(panels), figsize=(side * len(panels), side + 0.4))
+    titles = ("masked input", "reconstruction", "original")
+    for axis, panel, title in zip(axes, panels, titles, strict=False):
+        axis.imshow(panel, cmap="gray", vmin=low, vmax=max(float(high), float(low) + 1e-6))
+        axis.set_title(title, fontsize=10)
+        axis.axis("off")
+    figure.suptitle("masked-volume pretraining: a held-out patch, middle slice", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
