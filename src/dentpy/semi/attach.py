@@ -166,6 +166,35 @@ def paired_views(
     return views
 
 
+def _mean_teacher(
+    spec: Spec,
+    trainer: Trainer,
+    views: Callable[[], tuple[torch.Tensor, torch.Tensor]],
+    probabilities: Callable[[torch.Tensor], torch.Tensor],
+    amp_dtype: torch.dtype | None,
+    parts: dict[str, Any],
+    n_unlabeled: int,
+) -> SemiSupervised:
+    """A Mean Teacher plugged into `trainer`; `parts` (the unlabelled sampler and
+    augmentation) are checkpointed with it."""
+    from dentpy.semi.mean_teacher import MeanTeacher
+
+    paradigm = spec.paradigm
+    teacher = MeanTeacher(
+        trainer.model,
+        views,
+        probabilities,
+        paradigm.ema_decay,
+        paradigm.consistency_weight,
+        _rampup(spec),
+        amp_dtype,
+        parts=parts,
+        validate_with=paradigm.validate_with,
+    )
+    teacher.attach(trainer)
+    return SemiSupervised("mean_teacher", n_unlabeled, {"mean_teacher": teacher}, teacher)
+
+
 def attach_segmentation(
     spec: Spec,
     trainer: Trainer,
@@ -189,25 +218,19 @@ def attach_segmentation(
         return None
     paradigm = spec.paradigm
     if paradigm.method == "mean_teacher":
-        from dentpy.semi.mean_teacher import MeanTeacher
-
         patches = PatchSampler(
             unlabelled, spec.train.patch_size, _batch(spec), 0.0, seed=spec.train.seed + 2
         )
         noise = BatchAugment(spec.augment, task.swap_table(), device, seed=spec.train.seed + 3)
-        teacher = MeanTeacher(
-            trainer.model,
+        return _mean_teacher(
+            spec,
+            trainer,
             paired_views(patches, noise, device),
             lambda logits: torch.softmax(logits, dim=1),
-            paradigm.ema_decay,
-            paradigm.consistency_weight,
-            _rampup(spec),
             amp_dtype,
-            parts={"sampler": patches, "augment": noise},
-            validate_with=paradigm.validate_with,
+            {"sampler": patches, "augment": noise},
+            len(unlabelled),
         )
-        teacher.attach(trainer)
-        return SemiSupervised("mean_teacher", len(unlabelled), {"mean_teacher": teacher}, teacher)
 
     from dentpy.inference import sliding_window_probabilities
     from dentpy.semi.pseudo_label import IGNORE, SegmentationPseudoLabels, ignore_masked
@@ -267,8 +290,6 @@ def attach_classification(
     paradigm = spec.paradigm
     pool = torch.from_numpy(unlabelled)
     if paradigm.method == "mean_teacher":
-        from dentpy.semi.mean_teacher import MeanTeacher
-
         order = ClassSampler(
             np.zeros(pool.shape[0], dtype=np.int64), _batch(spec), False, spec.train.seed + 2
         )
@@ -280,20 +301,14 @@ def attach_classification(
             # Image-level outputs do not move with the image: fully independent views.
             return noise(x), noise(x)
 
-        teacher = MeanTeacher(
-            trainer.model,
+        return _mean_teacher(
+            spec,
+            trainer,
             views,
             task.probabilities,
-            paradigm.ema_decay,
-            paradigm.consistency_weight,
-            _rampup(spec),
             amp_dtype,
-            parts={"sampler": order, "augment": noise},
-            validate_with=paradigm.validate_with,
-        )
-        teacher.attach(trainer)
-        return SemiSupervised(
-            "mean_teacher", int(pool.shape[0]), {"mean_teacher": teacher}, teacher
+            {"sampler": order, "augment": noise},
+            int(pool.shape[0]),
         )
 
     from dentpy.semi.pseudo_label import ClassificationPseudoLabels
