@@ -26,3 +26,14 @@ def fuzz_examples(default: int = FUZZ_DEFAULT) -> int:
 def fuzz_budget() -> int:
     """How many examples each fuzz test runs (see `fuzz_examples`)."""
     return fuzz_examples()
+
+
+# Tiny trained and evaluated runs of every task, shared by the tests that read run folders.
+from run_fixtures import (  # noqa: E402, F401
+    classification_runs,
+    detection_run,
+    fixture_root,
+    instance_run,
+    segmentation_runs,
+    xray_data,
+)

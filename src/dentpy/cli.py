@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from dentpy import cli_compare, cli_describe, cli_export, cli_report, cli_track
 from dentpy.errors import DentpyError
 
 app = typer.Typer(
@@ -749,6 +750,11 @@ def demo(
     from dentpy.demo import run_demo
 
     run_demo(out, minutes=minutes, cases=cases, seed=seed, console=_console())
+
+
+# Evaluation, reporting, export and tracking commands live in their own modules.
+for _module in (cli_compare, cli_describe, cli_report, cli_export, cli_track):
+    _module.register(app)
 
 
 def main() -> None:

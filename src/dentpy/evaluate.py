@@ -48,6 +48,7 @@ def evaluate_run(
     from dentpy.evaluate_instances import instance_case, summarize_instances
     from dentpy.inference import postprocess, predict_volume
     from dentpy.instances import instance_postprocess
+    from dentpy.metrics.case_ci import CI_DEFINITION, class_mean_cis
     from dentpy.metrics.segmentation import (
         METRIC_DEFINITIONS,
         binary_metrics,
@@ -144,6 +145,7 @@ def evaluate_run(
             baseline_rows.append({"case_id": case_id, "class": name, **asdict(metrics)})
 
     out = run.evaluation / split
+    n_boot = spec.evaluation.bootstrap
     write_csv(out / "per_case.csv", model_rows)
     if baseline_rows:
         write_csv(out / "baseline_per_case.csv", baseline_rows)
@@ -154,9 +156,12 @@ def evaluate_run(
         "checkpoint_iteration": trained.iteration,
         "n_cases": len(splits[split]),
         "model": summarize(model_rows),
+        "ci95": class_mean_cis(model_rows, n_boot=n_boot),
+        "ci_definition": CI_DEFINITION,
         "baselines": {
             "threshold": {
                 "summary": summarize(baseline_rows),
+                "ci95": class_mean_cis(baseline_rows, n_boot=n_boot),
                 "windows": [asdict(w) for w in windows],
                 "fitted_on": f"{len(train_images)} training cases",
             }
@@ -196,19 +201,32 @@ def render_summary(summary: dict[str, Any]) -> Any:
         title=f"{summary['run']} — {summary['split']} split, {summary['n_cases']} cases "
         f"(checkpoint @ iteration {summary['checkpoint_iteration']}, selected on val)"
     )
-    columns = ("class", "Dice", "HD95 mm", "precision", "recall", "|ΔV| mm³", "missed", "thr. Dice")
+    columns = (
+        "class",
+        "Dice",
+        "Dice 95% CI",
+        "HD95 mm",
+        "precision",
+        "recall",
+        "|ΔV| mm³",
+        "missed",
+        "thr. Dice",
+    )
     for column in columns:
         table.add_column(column, justify="left" if column == "class" else "right", overflow="fold")
     threshold = summary["baselines"].get("threshold", {"summary": []})
     baseline = {r["class"]: r for r in threshold["summary"]}
+    cis = summary.get("ci95", {})
     for row in summary["model"]:
 
         def ms(key: str, row: dict[str, Any] = row, digits: int = 2) -> str:
             return f"{row[key + '_mean']:.{digits}f}±{row[key + '_sd']:.{digits}f}"
 
+        dice_ci = cis.get(row["class"], {}).get("dice")
         table.add_row(
             str(row["class"]),
             ms("dice"),
+            f"{dice_ci['low']:.2f}-{dice_ci['high']:.2f}" if dice_ci else "-",
             ms("hd95_mm", digits=1),
             ms("precision"),
             ms("recall"),
@@ -216,5 +234,8 @@ def render_summary(summary: dict[str, Any]) -> Any:
             f"{row['n_pred_empty']}/{row['n_cases']}",
             f"{baseline[row['class']]['dice_mean']:.2f}" if row["class"] in baseline else "-",
         )
-    table.caption = "mean±SD over cases; IoU, specificity and volumes in per_case.csv"
+    table.caption = (
+        "mean±SD over cases; 95% CI: bootstrap over patients; IoU, specificity and volumes "
+        "in per_case.csv"
+    )
     return table
