@@ -10,7 +10,7 @@ boxes, worst first). The threshold and the best checkpoint were chosen on valida
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -90,6 +90,7 @@ def evaluate_detection(
         evaluate_detections,
         operating_point,
     )
+    from dentpy.metrics.detection_ci import DETECTION_CI_DEFINITION, detection_cis
     from dentpy.train_detection import (
         annotated_pool,
         as_image_boxes,
@@ -132,6 +133,8 @@ def evaluate_detection(
     )
     classes = list(task.classes)
     model_result = evaluate_detections(truth, predicted, classes)
+    patients = [by_id[c].patient_id for c in data.case_ids]
+    n_boot = spec.evaluation.bootstrap
     at_threshold = operating_point(
         truth, predicted, task.n_classes, trained.score_threshold, class_names=classes
     )
@@ -152,6 +155,9 @@ def evaluate_detection(
         )
         baselines["blob_boxes"] = {
             "summary": evaluate_detections(truth, blob_predicted, classes),
+            "ci95": _intervals(
+                detection_cis(truth, blob_predicted, classes, n_boot, patients=patients)
+            ),
             "parameters": blob.to_dict(),
             "fitted_on": f"{len(train_data.case_ids)} training images",
         }
@@ -169,7 +175,11 @@ def evaluate_detection(
         "n_images": len(data.case_ids),
         "n_boxes": int(sum(len(b) for b in data.boxes)),
         "classes": classes,
-        "model": model_result,
+        "model": {
+            **model_result,
+            "ci95": _intervals(detection_cis(truth, predicted, classes, n_boot, patients=patients)),
+        },
+        "ci_definition": DETECTION_CI_DEFINITION,
         "score_threshold": trained.score_threshold,
         "at_threshold": at_threshold,
         "baselines": baselines,
@@ -180,6 +190,10 @@ def evaluate_detection(
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _intervals(cis: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {name: asdict(interval) for name, interval in cis.items()}
 
 
 def _per_image_rows(
@@ -264,8 +278,15 @@ def render_detection_summary(summary: dict[str, Any]) -> Any:
         fmt(micro["f1"]),
         fmt(blob["ap50"]) if blob else "-",
     )
+    ci = model.get("ci95", {})
+    spans = [
+        f"{key.upper()} {ci[key]['low']:.3f}-{ci[key]['high']:.3f}"
+        for key in ("ap", "ap50")
+        if ci.get(key, {}).get("low") is not None
+    ]
     table.caption = (
         f"AP: COCO, mean over IoU 0.50:0.95; precision/recall/F1 at IoU 0.5 and confidence "
         f"≥ {summary['score_threshold']:.3f} (chosen on validation)"
+        + (f"; 95% CI (bootstrap over patients): {', '.join(spans)}" if spans else "")
     )
     return table

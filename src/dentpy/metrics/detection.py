@@ -404,9 +404,14 @@ def evaluate_detections(
     names = _class_keys(len(class_names), class_names) if len(class_names) else []
     if not names:
         raise ValueError("class_names must name at least one class")
-    n_classes = len(names)
     max_detections = _check_max_detections(max_detections)
-    found = _match_all(truth, predictions, n_classes, _IOU_ARRAY, max_detections)
+    found = _match_all(truth, predictions, len(names), _IOU_ARRAY, max_detections)
+    return summarize_matched(found, names, max_detections)
+
+
+def summarize_matched(found: _Matched, names: Sequence[str], max_detections: int) -> dict[str, Any]:
+    """The `evaluate_detections` summary of already matched detections (matching is per
+    image, so a bootstrap over images can match once and summarise many resamples)."""
     ks = _ar_ks(max_detections)
 
     per_class: dict[str, dict[str, Any]] = {}
