@@ -47,6 +47,7 @@ def register(app: typer.Typer) -> None:
         from dentpy.compare.compare import compare_runs
         from dentpy.compare.compare_output import (
             default_out,
+            grouped_notes,
             prepare_out,
             render_tables,
             write_outputs,
@@ -63,9 +64,8 @@ def register(app: typer.Typer) -> None:
         console = _console()
         for table, comparison in zip(render_tables(result), result["comparisons"], strict=True):
             console.print(table)
-            for row in comparison["rows"]:
-                if row["note"]:
-                    console.print(f"  note, {row['metric']} / {row['class']}: {row['note']}")
+            for note in grouped_notes(comparison["rows"]):
+                console.print(f"  note: {note}", markup=False)
         console.print(f"{result['multiple_testing']}. Definitions in compare.json / compare.md.")
         console.print(f"written: {folder}/compare.json, compare.csv, compare.md")
 
@@ -74,7 +74,8 @@ def register(app: typer.Typer) -> None:
         runs: Annotated[list[Path], typer.Argument(help="evaluated run folders, same task")],
         split: Annotated[str, typer.Option(help="evaluated split: test | val | train")] = "test",
         out: Annotated[
-            Path | None, typer.Option(help="output folder (default benchmarks/SPLIT)")
+            Path | None,
+            typer.Option(help="output folder (default leaderboards/FIRST-RUN-vs-N-SPLIT)"),
         ] = None,
         force: Annotated[bool, typer.Option(help="overwrite existing outputs")] = False,
     ) -> None:
@@ -94,7 +95,8 @@ def register(app: typer.Typer) -> None:
 
         try:
             board = build_leaderboard(list(runs), split=split)
-            folder = out if out is not None else Path("benchmarks") / split
+            default = f"{runs[0].name}-vs-{len(runs) - 1}-{split}" if len(runs) > 1 else ""
+            folder = out or Path("leaderboards") / (default or f"{runs[0].name}-{split}")
             prepare_out(folder, force, OUTPUT_FILES)
             write_leaderboard(board, folder)
         except DentpyError as exc:
