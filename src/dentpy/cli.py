@@ -64,6 +64,24 @@ def _root(
     """Dental imaging from problem formulation to a trained, evaluated, usable model."""
 
 
+def sync_trackers(run_dir: Path) -> None:
+    """Log the run to the MLflow / W&B trackers its spec lists (tracking.backends). A
+    tracker failure after a long training only warns: the run folder is complete."""
+    from dentpy.tracking import configured_backends, summary_lines, sync_run
+
+    if not configured_backends(run_dir):
+        return
+    try:
+        for line in summary_lines(sync_run(run_dir), run_dir.name):
+            typer.echo(line)
+    except DentpyError as exc:
+        typer.secho(
+            f"warning: tracking skipped: {exc}\n  retry: dentpy track {run_dir}",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+
+
 def _console() -> Any:
     from rich.console import Console
 
@@ -421,6 +439,7 @@ def train(
             f"  started from pretrained {pre['file']} (sha256 {pre['sha256'][:12]}): "
             f"{pre['tensors_loaded']} tensors loaded, {len(pre['tensors_skipped'])} skipped"
         )
+    sync_trackers(out)
 
 
 @app.command(
@@ -538,6 +557,7 @@ def evaluate(
         console = _console()
         console.print(render_detection_summary(result))
         console.print(f"per-image table, summary and pictures: {run / 'evaluation' / split}")
+        sync_trackers(run)
         return
     if is_classification_run(run):
         from dentpy.evaluate_classification import (
@@ -552,6 +572,7 @@ def evaluate(
             console.print(result["threshold_policy"])
         console.print(result["confidence_intervals"])
         console.print(f"per-image table, summary and pictures: {run / 'evaluation' / split}")
+        sync_trackers(run)
         return
     from dentpy.evaluate import EMPTY_MASK_POLICY, HD95_DEFINITION, evaluate_run, render_summary
 
@@ -572,6 +593,7 @@ def evaluate(
     console.print(HD95_DEFINITION)
     console.print(EMPTY_MASK_POLICY)
     console.print(f"per-case tables and summary: {run / 'evaluation' / split}")
+    sync_trackers(run)
 
 
 @app.command(epilog="Example: `dentpy predict runs/pulp-cbct scan.nii.gz --out predictions`")

@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
         from dentpy.errors import InputDataError
         from dentpy.registry import did_you_mean
         from dentpy.tracking.base import SYNCED_BACKENDS, TrackingError
-        from dentpy.tracking.sync import configured_backends, sync_run
+        from dentpy.tracking.sync import configured_backends, summary_lines, sync_run
 
         if not (run / "spec.yaml").is_file():
             raise InputDataError(
@@ -73,7 +73,5 @@ def register(app: typer.Typer) -> None:
         results = sync_run(
             run, backends, mlflow_uri=mlflow_uri, experiment=experiment, wandb_dir=wandb_dir
         )
-        for name, logged in results.items():
-            typer.echo(f"{name}: logged {run.name} as run {logged.run_id}")
-            typer.echo(f"  where: {logged.location}")
-            typer.echo(f"  view:  {logged.view}")
+        for line in summary_lines(results, run.name):
+            typer.echo(line)

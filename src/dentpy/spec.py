@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from dentpy.errors import SpecError
 from dentpy.registry import did_you_mean
@@ -359,6 +366,36 @@ class Pretrain(_Section):
     seed: int = 0
 
 
+TRACKING_BACKENDS = ("tensorboard", "mlflow", "wandb")
+
+
+class Tracking(_Section):
+    """Experiment trackers a run is logged to (docs/tracking.md). TensorBoard is always
+    written during training; mlflow and wandb are synced from the run folder after train,
+    evaluate and report (and by `dentpy track`)."""
+
+    backends: list[str] = Field(default_factory=lambda: ["tensorboard"])
+    # null: a local SQLite store next to the runs: RUNS/mlflow.db, artifacts in RUNS/mlartifacts.
+    mlflow_uri: str | None = None
+    # MLflow experiment / W&B group; null: the spec's name.
+    experiment: str | None = None
+    wandb_project: str = "dentpy"
+    # offline: written under RUNS/wandb, uploaded only by a later `wandb sync`; online needs
+    # a W&B login and sends the (path-free) run to W&B's servers at once.
+    wandb_mode: Literal["offline", "online"] = "offline"
+
+    @field_validator("backends")
+    @classmethod
+    def _known_backends(cls, backends: list[str]) -> list[str]:
+        for name in backends:
+            if name not in TRACKING_BACKENDS:
+                raise ValueError(
+                    f"unknown tracking backend {name!r}; "
+                    + did_you_mean(name, list(TRACKING_BACKENDS))
+                )
+        return list(dict.fromkeys(backends))
+
+
 class Spec(_Section):
     """The whole problem formulation. See `dentpy init` for a commented example."""
 
@@ -378,6 +415,7 @@ class Spec(_Section):
     schedule: Schedule = Field(default_factory=Schedule)
     train: Train = Field(default_factory=Train)
     pretrain: Pretrain = Field(default_factory=Pretrain)
+    tracking: Tracking = Field(default_factory=Tracking)
 
     @model_validator(mode="after")
     def _resolve_auto(self) -> Spec:
@@ -450,8 +488,10 @@ class Spec(_Section):
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     def digest(self, exclude: tuple[str, ...] = ()) -> str:
-        """A hash of the resolved spec (optionally without some top-level sections)."""
-        data = {k: v for k, v in self.to_dict().items() if k not in exclude}
+        """A hash of the resolved spec (optionally without some top-level sections).
+        `tracking` says where a run is logged, not what it is, so it never counts (and
+        runs made before the section existed keep their identity)."""
+        data = {k: v for k, v in self.to_dict().items() if k not in exclude and k != "tracking"}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
