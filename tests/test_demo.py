@@ -27,4 +27,6 @@ def test_demo_runs_twice_into_one_folder(tmp_path: Path) -> None:
         assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "demo" / "demo_summary.json").read_text())
     assert Path(summary["prediction"]).is_file()
+    report = Path(summary["report"]).read_text()
+    assert report.startswith("<!DOCTYPE html>") and 'id="examples"' in report
     assert len(list((tmp_path / "demo" / "predictions").glob("*/*_seg.nii.gz"))) == 2

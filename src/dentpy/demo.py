@@ -1,7 +1,8 @@
 """`dentpy demo`: the whole path on synthetic data, in minutes, on a CPU.
 
 synthesise -> spec -> train (time-boxed) -> evaluate on the test split (with the threshold
-baseline) -> predict one unseen scan -> volumes -> a summary with paths to everything.
+baseline) -> predict one unseen scan -> volumes -> an HTML report -> a summary with paths to
+everything.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def run_demo(out: Path, minutes: float, cases: int, seed: int, console: Any) -> 
     from dentpy.inference import predict_files
     from dentpy.init import render
     from dentpy.measure import volumes_of_file
+    from dentpy.report.report_run import write_report
     from dentpy.spec import load_spec
     from dentpy.train import train
 
@@ -86,6 +88,10 @@ def run_demo(out: Path, minutes: float, cases: int, seed: int, console: Any) -> 
             f"{sizes}{more} mm³"
         )
 
+    console.rule("[bold]report")
+    report = write_report(run_dir, split="test")
+    console.print(f"  one self-contained HTML page (open it in any browser): {report}")
+
     model = {r["class"]: r["dice_mean"] for r in summary["model"]}
     baseline = {r["class"]: r["dice_mean"] for r in summary["baselines"]["threshold"]["summary"]}
     result = {
@@ -94,6 +100,7 @@ def run_demo(out: Path, minutes: float, cases: int, seed: int, console: Any) -> 
         "run": str(run_dir),
         "evaluation": str(run_dir / "evaluation" / "test"),
         "prediction": str(prediction),
+        "report": str(report),
         "minutes": round((time.monotonic() - start) / 60, 1),
     }
     (out / "demo_summary.json").write_text(json.dumps(result, indent=2))
@@ -108,5 +115,6 @@ def run_demo(out: Path, minutes: float, cases: int, seed: int, console: Any) -> 
     console.print(f"  evaluation:  {result['evaluation']}")
     console.print(f"  prediction:  {prediction}")
     console.print(f"  picture:     {str(prediction).replace('_seg.nii.gz', '_overlay.png')}")
+    console.print(f"  report:      {report}")
     console.print(f"  finished in {result['minutes']} min")
     return result

@@ -75,10 +75,11 @@ def predict_images(
             chosen = int(np.argmax(probs))
         rows.append([record.source_name, task.classes[chosen], *(f"{p:.6f}" for p in probs)])
         if explain:
-            from dentpy.report.cam import grad_cam, save_cam_overlay
+            from dentpy.report.cam import cam_target, grad_cam, save_cam_overlay
 
             tensor = torch.from_numpy(network[None]).to(trained.device)
-            heatmap = grad_cam(trained.model, tensor, target=int(chosen))
+            target = cam_target(int(chosen), task.cumulative)
+            heatmap = grad_cam(trained.model, tensor, target=target)
             save_cam_overlay(
                 out_dir / f"{record.source_name}_cam.png",
                 network[0],

@@ -29,6 +29,13 @@ def last_conv2d(model: torch.nn.Module) -> torch.nn.Module:
     return convs[-1]
 
 
+def cam_target(chosen: int, cumulative: bool) -> int:
+    """The network output that explains predicted class `chosen`. A cumulative (CORAL)
+    head has C-1 outputs "grade > k": the evidence for grade g is that of "grade > g-1"
+    (for the lowest grade, "grade > lowest")."""
+    return max(chosen - 1, 0) if cumulative else chosen
+
+
 def grad_cam(
     model: torch.nn.Module,
     image: torch.Tensor,
