@@ -54,8 +54,7 @@ def test_matching_once_per_image_equals_matching_each_resample() -> None:
         drawn = rng.integers(0, 30, size=30)
         reference = evaluate_detections(_renamed(truth, drawn), _renamed(predicted, drawn), names)
         per_image = [
-            module._match_all([truth[i]], [predicted[i]], 3, module._IOU_ARRAY, 100)
-            for i in drawn
+            module._match_all([truth[i]], [predicted[i]], 3, module._IOU_ARRAY, 100) for i in drawn
         ]
         ours = module.summarize_matched(module._concatenate(per_image, 3), names, 100)
         for key in ("ap", "ap50", "ap75"):
