@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from dentpy import cli_compare, cli_describe, cli_export, cli_report, cli_track
+from dentpy import cli_compare, cli_describe, cli_export, cli_plan, cli_report, cli_track
 from dentpy.errors import DentpyError
 
 app = typer.Typer(
@@ -775,7 +775,7 @@ def demo(
 
 
 # Evaluation, reporting, export and tracking commands live in their own modules.
-for _module in (cli_compare, cli_describe, cli_report, cli_export, cli_track):
+for _module in (cli_plan, cli_compare, cli_describe, cli_report, cli_export, cli_track):
     _module.register(app)
 
 
