@@ -402,7 +402,8 @@ def data_split(
 @app.command(
     context_settings={"allow_extra_args": True, "ignore_unknown_options": False},
     epilog="Examples: `dentpy train spec.yaml` · `dentpy train spec.yaml optimizer.lr=3e-4 "
-    "train.iterations=500` · `dentpy train spec.yaml --resume`",
+    "train.iterations=500` · `dentpy train spec.yaml --resume` · "
+    "`dentpy train spec.yaml --nproc-per-node 4` (4 GPUs, DDP; docs/distributed.md)",
 )
 def train(
     spec: Annotated[Path, typer.Argument(help="spec YAML (or a run folder to resume)")],
@@ -413,9 +414,18 @@ def train(
     runs: Annotated[Path, typer.Option(help="folder holding run folders")] = Path("runs"),
     resume: Annotated[bool, typer.Option(help="continue the run exactly where it stopped")] = False,
     progress: Annotated[bool, typer.Option(help="show the progress bar")] = True,
+    nproc_per_node: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="processes (GPUs) on this machine; above 1: data-parallel (DDP) under "
+            "torchrun, train.batch_size per process (docs/distributed.md)",
+        ),
+    ] = 1,
 ) -> None:
     """Train the model a spec describes; writes a run folder (spec, fingerprint, splits,
     plan, training log, TensorBoard, checkpoints)."""
+    from dentpy.engine import distributed
     from dentpy.spec import load_spec
     from dentpy.train import train as run_training
 
@@ -424,8 +434,24 @@ def train(
     if name:
         all_overrides.append(f"name={name}")
     loaded = load_spec(spec_path, all_overrides)
+    if nproc_per_node > 1 and not distributed.under_torchrun():
+        distributed.check_supported(loaded, nproc_per_node)  # before starting processes
+        code = distributed.relaunch(
+            ["train", str(spec), *(overrides or []), "--runs", str(runs)]
+            + (["--name", name] if name else [])
+            + (["--resume"] if resume else [])
+            + ([] if progress else ["--no-progress"]),
+            nproc_per_node,
+        )
+        if code:
+            typer.secho(f"error: training in {nproc_per_node} processes failed", err=True)
+        raise typer.Exit(code)
     run_dir = spec if spec.is_dir() else runs / loaded.name
-    out = run_training(loaded, run_dir=run_dir, resume=resume, show_progress=progress)
+    main = distributed.launched_rank() == 0
+    out = run_training(loaded, run_dir=run_dir, resume=resume, show_progress=progress and main)
+    distributed.leave()
+    if not main:
+        return  # rank 0 reports and syncs the trackers
     summary = json.loads((out / "train_summary.json").read_text())
     typer.echo(
         f"run folder: {out}\n  best validation {summary.get('selected_by', 'Dice')} "

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -26,6 +26,19 @@ from pydantic import (
 
 from dentpy.errors import SpecError
 from dentpy.registry import did_you_mean
+
+# Sizes `dentpy plan` can choose ("auto", docs/planning.md). `dentpy train` resolves them
+# (dentpy.planning.resolve_auto) before anything reads them and records the numbers in the
+# run's spec.yaml, so the type checker sees the resolved types; at runtime "auto" is allowed.
+if TYPE_CHECKING:
+    AutoInt = int
+    AutoPatch = tuple[int, int, int]
+    AutoChannels = list[int]
+else:
+    AutoInt = Annotated[int, Field(ge=1)] | Literal["auto"]
+    AutoPatch = tuple[int, int, int] | Literal["auto"]
+    AutoChannels = list[int] | Literal["auto"]
+AUTO_SIZES = ("train.patch_size", "train.batch_size", "train.iterations", "model.channels")
 
 
 class _Section(BaseModel):
@@ -148,6 +161,9 @@ class Constraints(_Section):
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     threads: int | None = Field(default=None, ge=1)
     time_budget_minutes: float | None = Field(default=None, gt=0)
+    # Memory `dentpy plan` (and "auto" sizes) may use, in GB: a number, "auto" (70% of the
+    # machine's RAM on CPU, of the GPU's total memory on CUDA), or null (= auto when planning).
+    memory_limit_gb: Annotated[float, Field(gt=0)] | Literal["auto"] | None = None
     deterministic: bool = False
     # Classification with rare classes: "auto" picks from the training split's class counts
     # (weighted loss when the rarest class has under a third of the commonest's images).
@@ -235,7 +251,8 @@ class Model(_Section):
     # Segmentation: unet, basic_unet, segresnet. Classification (2D): resnet18, resnet34,
     # densenet121, efficientnet_b0. "auto": unet / resnet18.
     name: str = "auto"
-    channels: list[int] = Field(default_factory=lambda: [16, 32, 64, 128])
+    # Widths per level (the depth is their number), or "auto": `dentpy plan` chooses them.
+    channels: AutoChannels = Field(default_factory=lambda: [16, 32, 64, 128])
     num_res_units: int = Field(default=1, ge=0)
     dropout: float = Field(default=0.0, ge=0, lt=1)
     # A `dentpy pretrain` output (its folder or encoder.safetensors) to start from: every
@@ -324,9 +341,11 @@ class Schedule(_Section):
 
 
 class Train(_Section):
-    iterations: int = Field(default=1000, ge=1)
-    batch_size: int = Field(default=2, ge=1)
-    patch_size: tuple[int, int, int] = (64, 64, 64)
+    # iterations, batch_size, patch_size: a number, or "auto" (3D segmentation): chosen from
+    # the dataset and constraints (memory limit, time budget) as `dentpy plan` shows.
+    iterations: AutoInt = 1000
+    batch_size: AutoInt = 2
+    patch_size: AutoPatch = (64, 64, 64)
     foreground_fraction: float = Field(default=0.5, ge=0, le=1)
     validate_every: int = Field(default=100, ge=1)
     seed: int = 0
@@ -467,8 +486,17 @@ class Spec(_Section):
     def _patch_fits_network(self) -> Spec:
         from dentpy.models import downsampling_factor
 
-        if self.objective.task != "segmentation":
-            return self
+        autos = [name for name in AUTO_SIZES if _dotted(self, name) == "auto"]
+        if autos and self.objective.task != "segmentation":
+            raise ValueError(
+                f"{', '.join(autos)}: 'auto' is planned for 3D segmentation only (semantic "
+                "and instance: patch size, batch size, network channels and iterations); "
+                f"{self.objective.task} needs numbers there"
+            )
+        if self.objective.task != "segmentation" or {"train.patch_size", "model.channels"} & set(
+            autos
+        ):
+            return self  # an "auto" patch or depth is made to fit when it is planned
 
         # Each network level halves the patch, so every side must divide by the total factor.
         step = downsampling_factor(self.model)
@@ -493,6 +521,11 @@ class Spec(_Section):
         runs made before the section existed keep their identity)."""
         data = {k: v for k, v in self.to_dict().items() if k not in exclude and k != "tracking"}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _dotted(spec: Spec, name: str) -> Any:
+    section, field = name.split(".")
+    return getattr(getattr(spec, section), field)
 
 
 def _fields_at(location: tuple[Any, ...]) -> list[str]:

@@ -131,11 +131,13 @@ def configure_runtime(spec: Spec) -> tuple[torch.device, torch.dtype | None]:
     """Threads, device, determinism, autocast dtype and seeds, as the spec asks."""
     import torch
 
+    from dentpy.engine import distributed
     from dentpy.engine.device import autocast_dtype, choose_device
 
     if spec.constraints.threads:
         torch.set_num_threads(spec.constraints.threads)
-    device = choose_device(spec.constraints.device)
+    # Distributed on CUDA: this rank's own GPU (cuda:LOCAL_RANK).
+    device = distributed.device_for_rank(choose_device(spec.constraints.device))
     if spec.constraints.deterministic:
         if device.type == "cuda":
             # cuBLAS needs a fixed workspace for reproducible matrix products; it is read when
@@ -157,6 +159,9 @@ def check_resume_spec(spec: Spec, run: RunFolder) -> None:
     if spec.optimizer.lr == "auto":
         # The LR the range test chose when the run started (its spec.yaml records it).
         spec.optimizer.lr = recorded.optimizer.lr
+    from dentpy.planning import adopt_recorded_auto
+
+    adopt_recorded_auto(spec, recorded)  # "auto" sizes: the numbers the run started with
     if recorded.digest(exclude=("train", "constraints")) != spec.digest(
         exclude=("train", "constraints")
     ):
@@ -184,19 +189,32 @@ def fit_with_hooks(
     """Run `trainer` to `train.iterations` with logging, checkpoints (best on validation),
     the time budget and a progress bar; with `resume`, from the last checkpoint first.
     `extra`: further stateful parts the checkpoints must hold (see TrainingSetup)."""
+    from dentpy.engine import distributed
     from dentpy.engine.progress import ProgressHook
 
     setup = TrainingSetup(spec, run, trainer, sampler, augment, identity, extra=extra or {})
     if resume:
         restore(setup)
-    log = LogHook(run, start)
+    # Several processes (torchrun): DDP, loss averaged over ranks, validation on rank 0,
+    # which alone logs, shows progress and writes checkpoints. One process: unchanged.
+    distributed.prepare_trainer(trainer)
+    main = distributed.is_main()
+    log = LogHook(run, start) if main else None
     progress = ProgressHook(
-        spec.train.iterations, trainer.iteration, show_progress, metric=spec.metrics.select_by
+        spec.train.iterations,
+        trainer.iteration,
+        show_progress and main,
+        metric=spec.metrics.select_by,
+    )
+    budget = BudgetHook(
+        spec.constraints.time_budget_minutes,
+        start,
+        agree=distributed.any_rank if distributed.active() else None,
     )
     trainer.hooks = [
-        log,
+        *([log] if log else []),
         CheckpointHook(setup),
-        BudgetHook(spec.constraints.time_budget_minutes, start),
+        budget,
         progress,
     ]
     try:
@@ -205,11 +223,17 @@ def fit_with_hooks(
                 spec.train.iterations, min(spec.train.validate_every, spec.train.iterations)
             )
     finally:
-        log.close()
+        if log:
+            log.close()
+    distributed.barrier()  # rank 0's last checkpoint is complete before any rank reads it
     return setup
 
 
 def resolve_run_dir(spec: Spec, run_dir: Path | None, resume: bool) -> RunFolder:
+    from dentpy.engine import distributed
+
+    # Launched by torchrun: join the process group first (refuses unsupported settings).
+    distributed.join(spec)
     run = RunFolder(run_dir or Path("runs") / spec.name)
     started = (run.checkpoints / "last.json").exists() or run.spec.exists()
     if resume and not run.root.exists():
@@ -226,6 +250,7 @@ def resolve_run_dir(spec: Spec, run_dir: Path | None, resume: bool) -> RunFolder
             found="spec.yaml and/or checkpoints from an earlier run",
             fix=f"pass --resume to continue it, or --name {spec.name}-2 for a new run",
         )
+    distributed.barrier()  # every rank has checked the folder before rank 0 writes to it
     return run
 
 
@@ -242,11 +267,13 @@ def train(
     from dentpy.augment import BatchAugment
     from dentpy.data.cache import default_cache_dir
     from dentpy.data.dataset import open_dataset
+    from dentpy.engine import distributed
     from dentpy.engine.sampling import PatchSampler
     from dentpy.engine.trainer import Trainer
     from dentpy.imbalance import class_voxel_counts, resolve_imbalance
     from dentpy.lr_find import resolve_auto_lr
     from dentpy.optim import LRSchedule, build_optimizer
+    from dentpy.planning import resolve_auto
     from dentpy.preprocess import PreprocessPlan
     from dentpy.pretrained import load_pretrained
     from dentpy.semi import check_paradigm
@@ -284,7 +311,10 @@ def train(
     device, amp_dtype = configure_runtime(spec)
 
     cache = cache_dir or default_cache_dir()
-    prepared = prepare(dataset, task, plan, splits["train"] + splits["val"], cache, show_progress)
+    with distributed.main_first():  # several processes: rank 0 fills the cache, then the rest
+        prepared = prepare(
+            dataset, task, plan, splits["train"] + splits["val"], cache, show_progress
+        )
     train_cases, val_cases = prepared[: len(splits["train"])], prepared[len(splits["train"]) :]
     unlabelled = unlabeled_volumes(spec, dataset, task, plan, splits, cache)  # semi only
     imbalance = resolve_imbalance(
@@ -292,7 +322,12 @@ def train(
         task.class_names,
         class_voxel_counts([c.label for c in train_cases], task.out_channels),
     )
-    if not resume:
+    # "auto" patch/batch size, channels, iterations -> numbers (dentpy.planning, `dentpy plan`).
+    spec, auto_plan = resolve_auto(
+        spec, train_cases, val_cases, plan.target_spacing_mm, task.out_channels, device, amp_dtype
+    )
+    identity["spec"] = spec.digest(exclude=("train", "constraints"))
+    if not resume and distributed.is_main():
         # Written only once every training and validation case has loaded and passed its
         # checks, so a bad dataset leaves no half-made run folder behind.
         fingerprint = dataset.fingerprint(max_cases=50)
@@ -307,6 +342,7 @@ def train(
                 "preprocess": plan.to_dict(),
                 "identity": identity,
                 "imbalance": imbalance.to_dict(),
+                **({"auto_plan": auto_plan} if auto_plan else {}),
             },
         )
 
@@ -319,10 +355,12 @@ def train(
         spec.train.patch_size,
         spec.train.batch_size,
         imbalance.foreground_fraction,
-        seed=spec.train.seed,
+        seed=distributed.rank_seed(spec.train.seed),  # each rank its own patches
         class_probabilities=imbalance.class_probabilities,
     )
-    augment = BatchAugment(spec.augment, task.swap_table(), device, seed=spec.train.seed + 1)
+    augment = BatchAugment(
+        spec.augment, task.swap_table(), device, seed=distributed.rank_seed(spec.train.seed) + 1
+    )
 
     def next_batch() -> tuple[torch.Tensor, torch.Tensor]:
         image, label = sampler.next_batch()
@@ -370,6 +408,8 @@ def train(
         show_progress,
         extra=semi.extra if semi else None,
     )
+    if not distributed.is_main():
+        return run.root  # rank 0 writes the summary
     (run.root / "train_summary.json").write_text(
         json.dumps(
             {
@@ -377,6 +417,8 @@ def train(
                 "lr": spec.optimizer.lr,  # as used (chosen by the LR range test if "auto")
                 "best_validation_score": setup.best_score,
                 "device": str(device),
+                # Processes (GPUs) that trained; a step saw batch_size x accumulate x this.
+                "world_size": distributed.world_size(),
                 "precision": str(amp_dtype or "fp32"),
                 "seconds": round(time.monotonic() - start, 1),
                 "n_train_cases": len(train_cases),

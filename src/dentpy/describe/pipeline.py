@@ -27,6 +27,11 @@ def describe_pipeline(spec: Spec, run_dir: Path | None = None) -> Pipeline:
 
     `run_dir`: a trained run folder; its plan.json (classes, target spacing, image size)
     and fingerprint.json (shapes, spacings) then replace what the spec alone can tell."""
+    from dentpy.planning import require_numbers
+
+    require_numbers(
+        spec, "dentpy describe", "; or describe the trained run folder (it holds the numbers)"
+    )
     facts = facts_from_run(Path(run_dir)) if run_dir is not None else facts_from_dataset(spec)
     check_same_task(spec, facts, run_dir)
     network = build_network(spec, facts)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -48,14 +49,12 @@ def numpy_global_state() -> list[Any]:
     return [name, np.asarray(key).tolist(), int(position), int(has_gauss), float(cached)]
 
 
-def trainer_state(setup: TrainingSetup) -> dict[str, Any]:
+def stream_state(setup: TrainingSetup) -> dict[str, Any]:
+    """What decides this process's next samples: sampler, augmentation and global RNGs
+    (one per rank in distributed training)."""
     import torch
 
-    trainer = setup.trainer
     return {
-        "iteration": trainer.iteration,
-        "optimizer": trainer.optimizer.state_dict(),
-        "schedule": trainer.schedule.state_dict(),
         "sampler": setup.sampler.state_dict(),
         "augment": setup.augment.state_dict(),
         "torch_rng": torch.get_rng_state(),
@@ -63,14 +62,55 @@ def trainer_state(setup: TrainingSetup) -> dict[str, Any]:
         # As plain lists: weights_only loading accepts no numpy arrays.
         "numpy_rng": numpy_global_state(),
         "python_rng": random.getstate(),
-        "best_score": setup.best_score,
-        "extra": {name: part.state_dict() for name, part in setup.extra.items()},
     }
 
 
-def restore(setup: TrainingSetup) -> None:
+def trainer_state(setup: TrainingSetup) -> dict[str, Any]:
+    """The state a checkpoint holds. Distributed: a collective (every rank must call it);
+    rank 0's streams at the top level, every rank's under "ranks"."""
+    from dentpy.engine import distributed
+
+    trainer = setup.trainer
+    streams = stream_state(setup)
+    state = {
+        "iteration": trainer.iteration,
+        "optimizer": trainer.optimizer.state_dict(),
+        "schedule": trainer.schedule.state_dict(),
+        **streams,
+        "best_score": setup.best_score,
+        "extra": {name: part.state_dict() for name, part in setup.extra.items()},
+    }
+    if distributed.active():
+        state["ranks"] = distributed.gather_all(streams)
+    return state
+
+
+def own_streams(state: dict[str, Any]) -> dict[str, Any] | None:
+    """This rank's saved streams: its own entry when the checkpoint was written by as many
+    ranks; rank 0 (or a single process) continues the top-level streams otherwise, and
+    the other ranks keep the fresh streams seeded from (train.seed, rank) (None)."""
+    from dentpy.engine import distributed
+
+    saved = state.get("ranks")
+    if saved is not None and len(saved) == distributed.world_size():
+        return saved[distributed.rank()]
+    return state if distributed.is_main() else None
+
+
+def restore_streams(setup: TrainingSetup, streams: dict[str, Any]) -> None:
     import torch
 
+    setup.sampler.load_state_dict(streams["sampler"])
+    setup.augment.load_state_dict(streams["augment"])
+    torch.set_rng_state(streams["torch_rng"])
+    if streams["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(streams["cuda_rng"])
+    name, key, position, has_gauss, cached = streams["numpy_rng"]
+    np.random.set_state((name, np.array(key, dtype=np.uint32), position, has_gauss, cached))
+    random.setstate(streams["python_rng"])
+
+
+def restore(setup: TrainingSetup) -> None:
     from dentpy.engine.checkpoint import load_checkpoint, remove_stale_temporaries
 
     if setup.run.checkpoints.is_dir():
@@ -83,14 +123,9 @@ def restore(setup: TrainingSetup) -> None:
     trainer.model.load_state_dict(checkpoint.weights)
     trainer.optimizer.load_state_dict(state["optimizer"])
     trainer.schedule.load_state_dict(state["schedule"])
-    setup.sampler.load_state_dict(state["sampler"])
-    setup.augment.load_state_dict(state["augment"])
-    torch.set_rng_state(state["torch_rng"])
-    if state["cuda_rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
-    name, key, position, has_gauss, cached = state["numpy_rng"]
-    np.random.set_state((name, np.array(key, dtype=np.uint32), position, has_gauss, cached))
-    random.setstate(state["python_rng"])
+    streams = own_streams(state)
+    if streams is not None:
+        restore_streams(setup, streams)
     for name, part in setup.extra.items():
         part.load_state_dict(state["extra"][name])
     trainer.iteration = int(state["iteration"])
@@ -109,6 +144,7 @@ class CheckpointHook:
     def on_validation_end(self, trainer: Trainer, scores: dict[str, float]) -> None:
         import torch
 
+        from dentpy.engine import distributed
         from dentpy.engine.checkpoint import save_checkpoint
 
         setup = self.setup
@@ -120,11 +156,14 @@ class CheckpointHook:
         improved = finite and np.isfinite(score) and score > setup.best_score
         if improved:
             setup.best_score = score
+        state = trainer_state(setup)  # on every rank: distributed, it gathers their streams
+        if not distributed.is_main():
+            return  # rank 0 writes the checkpoints
         save_checkpoint(
             setup.run.checkpoints,
             trainer.iteration,
             weights,
-            trainer_state(setup),
+            state,
             setup.identity,
             tags=("last", "best") if improved else ("last",),
             extra={"validation": scores},
@@ -173,13 +212,23 @@ class LogHook:
 
 
 class BudgetHook:
-    """Stops training when the time budget is spent (the loop then validates and saves)."""
+    """Stops training when the time budget is spent (the loop then validates and saves).
+    `agree`: distributed, turns this rank's verdict into one all ranks share (any rank's
+    budget spent stops all), so no rank waits for a step the others never take."""
 
-    def __init__(self, minutes: float | None, start: float) -> None:
+    def __init__(
+        self, minutes: float | None, start: float, agree: Callable[[bool], bool] | None = None
+    ) -> None:
         self.deadline = None if minutes is None else start + 60 * minutes
+        self.agree = agree
 
     def on_iteration_end(self, trainer: Trainer, loss: float) -> None:
-        if self.deadline is not None and time.monotonic() >= self.deadline:
+        if self.deadline is None:
+            return
+        spent = time.monotonic() >= self.deadline
+        if self.agree is not None:
+            spent = self.agree(spent)
+        if spent:
             trainer.should_stop = True
 
     def on_validation_end(self, trainer: Trainer, scores: dict[str, float]) -> None:

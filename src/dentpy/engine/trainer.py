@@ -50,6 +50,9 @@ class Trainer:
     # The network that is validated and saved as the run's model, when it is not the one
     # being trained (a Mean Teacher's EMA teacher); None: `model`.
     export_model: Callable[[], torch.nn.Module] | None = None
+    # Distributed training (dentpy.engine.distributed): a step's loss -> its mean over all
+    # ranks, so every rank logs the same value; None in one process.
+    reduce_loss: Callable[[float], float] | None = None
     hooks: list[Any] = field(default_factory=list)
     iteration: int = 0
     should_stop: bool = False
@@ -77,18 +80,22 @@ class Trainer:
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         total = 0.0
-        for _ in range(self.accumulate):
-            loss = self._batch_loss()
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise TrainingError(
-                    f"training loss became {value} at iteration {self.iteration + 1}",
-                    expected="a finite loss",
-                    found=f"loss = {value} (lr {self.schedule.lr:.3g})",
-                    fix="lower optimizer.lr, keep optimizer.grad_clip_norm set, or check the "
-                    "data with `dentpy data check`; the last good checkpoint is kept",
-                )
-            (loss / self.accumulate).backward()
+        # DDP: gradients are averaged over ranks on the last batch only (no_sync before).
+        no_sync = getattr(self.model, "no_sync", None)
+        for index in range(self.accumulate):
+            last = index == self.accumulate - 1
+            with no_sync() if no_sync is not None and not last else contextlib.nullcontext():
+                loss = self._batch_loss()
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    raise TrainingError(
+                        f"training loss became {value} at iteration {self.iteration + 1}",
+                        expected="a finite loss",
+                        found=f"loss = {value} (lr {self.schedule.lr:.3g})",
+                        fix="lower optimizer.lr, keep optimizer.grad_clip_norm set, or check "
+                        "the data with `dentpy data check`; the last good checkpoint is kept",
+                    )
+                (loss / self.accumulate).backward()
             total += value
         if self.grad_clip_norm:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip_norm)
@@ -97,7 +104,8 @@ class Trainer:
         self.iteration += 1
         if self.after_step is not None:
             self.after_step(self)
-        return total / self.accumulate
+        mean = total / self.accumulate
+        return self.reduce_loss(mean) if self.reduce_loss is not None else mean
 
     def fit(self, total_iterations: int, validate_every: int) -> None:
         validated_at = self.iteration

@@ -66,10 +66,12 @@ def pretrain(
 ) -> Path:
     """Pretrain the spec's network on unlabelled images; returns the folder."""
     from dentpy.data.cache import default_cache_dir
+    from dentpy.planning import require_numbers
     from dentpy.pretrain import data
     from dentpy.pretrained import output_layer_names, save_encoder
     from dentpy.train import configure_runtime
 
+    require_numbers(spec, "dentpy pretrain")
     start = time.monotonic()
     method = resolve_method(spec)
     folder = out or default_out(spec)

@@ -1,0 +1,331 @@
+"""Data-parallel training over several processes (GPUs, nodes) with PyTorch DDP.
+
+Launched by torchrun (`dentpy train SPEC --nproc-per-node N` starts it for one machine;
+docs/distributed.md shows several). Each process (rank) draws its own patches and
+augmentations from seeds derived from (train.seed, rank), so a step sees
+train.batch_size x world size samples; DDP averages the gradients, which makes a step the
+same as one process with the whole global batch when the loss is a mean over samples.
+
+Rank 0 alone validates, writes the run folder (log, TensorBoard, checkpoints, summary) and
+shows progress; the validation scores are broadcast so every rank takes the same
+best-checkpoint and LR-plateau decisions. Checkpoints hold every rank's sampler,
+augmentation and RNG state, so a resume with the same number of processes continues each
+rank's stream exactly.
+
+Every function here is a no-op (or the identity) when the process was not launched with
+WORLD_SIZE > 1: single-process training is unchanged and creates no process group.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from dentpy.errors import SpecError
+
+if TYPE_CHECKING:
+    import torch
+
+    from dentpy.engine.trainer import Trainer
+    from dentpy.spec import Spec
+
+T = TypeVar("T")
+# Rank 0 validates while the others wait in a collective; a long validation (many large
+# CBCTs) must not trip the process-group timeout. Override in minutes with this variable.
+TIMEOUT_ENV = "DENTPY_DIST_TIMEOUT_MINUTES"
+DEFAULT_TIMEOUT_MINUTES = 60.0
+
+
+def launched_world_size() -> int:
+    """The number of processes torchrun started (1 when not launched by torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def launched_rank() -> int:
+    """This process's rank as torchrun set it (0 when not launched by torchrun); usable
+    before the process group exists."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def active() -> bool:
+    """Whether this process is one of several in a process group."""
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank() if active() else 0
+
+
+def world_size() -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size() if active() else 1
+
+
+def is_main() -> bool:
+    """Rank 0: the one process that validates and writes the run folder."""
+    return rank() == 0
+
+
+def check_supported(spec: Spec, processes: int) -> None:
+    """Refuse, before any work, what multi-process training does not cover."""
+    if processes <= 1:
+        return
+    found = f"--nproc-per-node / WORLD_SIZE {processes}"
+    if spec.objective.task != "segmentation":
+        raise SpecError(
+            f"multi-process training covers segmentation, not {spec.objective.task}",
+            expected="objective.task segmentation with several processes",
+            found=f"objective.task {spec.objective.task}, {found}",
+            fix="train 2D classification/detection in one process (drop --nproc-per-node): "
+            "they fit one GPU",
+        )
+    if spec.paradigm.kind == "semi-supervised":
+        # A Mean Teacher runs the student twice per step (labelled + unlabelled batch)
+        # before one backward, which DDP's gradient hooks do not support as wired here.
+        raise SpecError(
+            "paradigm.kind semi-supervised cannot be trained with several processes",
+            expected="paradigm.kind supervised for multi-process training",
+            found=f"paradigm.kind semi-supervised, {found}",
+            fix="train semi-supervised runs in one process (drop --nproc-per-node)",
+        )
+    automatic = [
+        name
+        for name, value in (
+            ("train.patch_size", spec.train.patch_size),
+            ("train.batch_size", spec.train.batch_size),
+            ("train.iterations", spec.train.iterations),
+            ("model.channels", spec.model.channels),
+        )
+        if value == "auto"
+    ]
+    if automatic:
+        # Planned per process (memory and speed measured on its own device), ranks could
+        # choose different sizes or step counts and then wait on each other forever.
+        raise SpecError(
+            f"{', '.join(automatic)} 'auto' cannot be planned with several processes",
+            expected="numbers for patch/batch size, iterations and channels",
+            found=f"{', '.join(automatic)}: auto, {found}",
+            fix="run `dentpy plan SPEC` and put its numbers in the spec (batch_size is per "
+            "process)",
+        )
+    if spec.optimizer.lr == "auto":
+        raise SpecError(
+            "optimizer.lr auto cannot be resolved with several processes",
+            expected="a number for optimizer.lr (every rank must use the same LR)",
+            found=f"optimizer.lr auto, {found}",
+            fix="run `dentpy lr-find SPEC` and set optimizer.lr to its suggestion",
+        )
+
+
+def _timeout() -> timedelta:
+    raw = os.environ.get(TIMEOUT_ENV, "")
+    try:
+        minutes = float(raw) if raw else DEFAULT_TIMEOUT_MINUTES
+    except ValueError:
+        raise SpecError(
+            f"{TIMEOUT_ENV} is not a number",
+            expected="minutes, e.g. 120",
+            found=repr(raw),
+            fix=f"set {TIMEOUT_ENV}=120 or unset it (default {DEFAULT_TIMEOUT_MINUTES:g})",
+        ) from None
+    return timedelta(minutes=minutes)
+
+
+def join(spec: Spec) -> None:
+    """Join the process group torchrun set up for training `spec` (refusing what
+    multi-process training does not cover); does nothing when not launched with several
+    processes, or when already joined."""
+    processes = launched_world_size()
+    if processes <= 1 or active():
+        return
+    check_supported(spec, processes)
+    start(spec.constraints.device)
+
+
+def start(device: str = "auto") -> None:
+    """Join the process group torchrun set up: NCCL with one GPU per process when
+    `device` (as constraints.device) resolves to CUDA, else gloo."""
+    import torch
+    import torch.distributed as dist
+
+    from dentpy.engine.device import choose_device
+
+    if launched_world_size() <= 1 or active():
+        return
+    cuda = choose_device(device).type == "cuda"
+    if cuda:
+        torch.cuda.set_device(local_rank())  # before NCCL starts: one GPU per process
+    dist.init_process_group(backend="nccl" if cuda else "gloo", timeout=_timeout())
+
+
+def leave() -> None:
+    import torch.distributed as dist
+
+    if active():
+        dist.destroy_process_group()
+
+
+def _uses_cuda() -> bool:
+    import torch.distributed as dist
+
+    return dist.get_backend() == "nccl"
+
+
+def _tensor_device() -> torch.device:
+    import torch
+
+    return torch.device("cuda", local_rank()) if _uses_cuda() else torch.device("cpu")
+
+
+def device_for_rank(device: torch.device) -> torch.device:
+    """The rank's own GPU (cuda:LOCAL_RANK) when distributed on CUDA, else `device`."""
+    import torch
+
+    if active() and device.type == "cuda":
+        return torch.device("cuda", local_rank())
+    return device
+
+
+def barrier() -> None:
+    import torch.distributed as dist
+
+    if active():
+        dist.barrier(device_ids=[local_rank()] if _uses_cuda() else None)
+
+
+@contextmanager
+def main_first() -> Iterator[None]:
+    """Rank 0 runs the block first (e.g. filling the preprocessing cache), then the others
+    (who then find it filled). If rank 0 fails, torchrun stops the waiting ranks."""
+    if not is_main():
+        barrier()
+    yield
+    if is_main():
+        barrier()
+
+
+def rank_seed(seed: int) -> int:
+    """A seed for this rank's own sample stream: `seed` itself on rank 0 (a single process
+    draws exactly what it drew before), a well-separated seed from (seed, rank) elsewhere."""
+    import numpy as np
+
+    r = rank()
+    return seed if r == 0 else int(np.random.SeedSequence([seed, r]).generate_state(1)[0])
+
+
+def all_reduce_mean(value: float) -> float:
+    """The mean of `value` over all ranks."""
+    import torch
+    import torch.distributed as dist
+
+    if not active():
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64, device=_tensor_device())
+    dist.all_reduce(tensor)
+    return float(tensor.item()) / world_size()
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every rank when it is True on at least one (e.g. the time budget is spent)."""
+    import torch
+    import torch.distributed as dist
+
+    if not active():
+        return flag
+    tensor = torch.tensor([int(flag)], dtype=torch.int64, device=_tensor_device())
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return bool(tensor.item())
+
+
+def broadcast_from_main(value: T) -> T:
+    """Rank 0's `value` on every rank (any picklable object)."""
+    import torch.distributed as dist
+
+    if not active():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather_all(value: T) -> list[T]:
+    """Every rank's `value`, in rank order, on every rank."""
+    import torch.distributed as dist
+
+    if not active():
+        return [value]
+    out: list[Any] = [None] * world_size()
+    dist.all_gather_object(out, value)
+    return out
+
+
+def validated_on_main(
+    validate: Callable[[torch.nn.Module], dict[str, float]],
+) -> Callable[[torch.nn.Module], dict[str, float]]:
+    """Validation on rank 0 only; every rank gets rank 0's scores, so all take the same
+    best-checkpoint and LR-plateau decisions."""
+
+    def run(network: torch.nn.Module) -> dict[str, float]:
+        scores = validate(network) if is_main() else {}
+        return broadcast_from_main(scores)
+
+    return run
+
+
+def prepare_trainer(trainer: Trainer) -> None:
+    """Make `trainer` data-parallel: the model wrapped in DDP (weights broadcast from rank
+    0 now, gradients averaged every step), the logged loss averaged over ranks, validation
+    on rank 0. Checkpoints keep the plain module's weight names. No-op in one process."""
+    import warnings
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    if not active():
+        return
+    # 1x1x1 kernels in channels_last_3d: their strides differ from the gradient's but the
+    # bytes are laid out the same, so DDP's copy into its bucket is a plain (tiny) memcpy.
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+    module = trainer.model
+    if trainer.export_model is None:
+        trainer.export_model = lambda: module
+    on_gpu = next(module.parameters()).device.type == "cuda"
+    trainer.model = DistributedDataParallel(module, device_ids=[local_rank()] if on_gpu else None)
+    trainer.reduce_loss = all_reduce_mean
+    trainer.validate = validated_on_main(trainer.validate)
+
+
+def under_torchrun() -> bool:
+    """Whether torchrun (torch.distributed.run) started this process."""
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def relaunch(arguments: list[str], processes: int) -> int:
+    """Run `dentpy ARGUMENTS` in `processes` processes on this machine under torchrun
+    (`--standalone`: a free local port, no rendezvous server); its output streams through.
+    Returns torchrun's exit code."""
+    import subprocess
+    import sys
+
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={processes}",
+        "-m",
+        "dentpy.cli",
+        *arguments,
+    ]
+    return subprocess.run(command, check=False).returncode

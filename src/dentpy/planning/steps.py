@@ -1,0 +1,66 @@
+"""Real training steps of a planned configuration on random data: what timing and the
+memory check run. They mirror dentpy.engine.trainer (channels-last input, autocast,
+fp32 loss, gradient clipping, the spec's optimizer), without the data pipeline."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+    from dentpy.spec import Spec
+
+
+def training_steps(
+    spec: Spec,
+    out_channels: int,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    steps: int,
+    warmup: int = 1,
+) -> list[float]:
+    """Seconds of each of `steps` training steps, after `warmup` untimed ones."""
+    import contextlib
+
+    import torch
+
+    from dentpy.optim import build_optimizer
+    from dentpy.tasks.segmentation import SegmentationTask
+
+    names = tuple(f"class{i}" for i in range(1, out_channels))
+    task = SegmentationTask(names, tuple((i,) for i in range(1, out_channels)))
+    generator = torch.Generator().manual_seed(spec.train.seed)
+    model = task.build_model(spec).to(device)
+    model = model.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
+    loss_fn = task.build_loss(spec)
+    optimizer = build_optimizer(model.parameters(), spec.optimizer)
+    shape = (spec.train.batch_size, 1, *spec.train.patch_size)
+    image = torch.randn(shape, generator=generator).to(device)
+    image = image.contiguous(memory_format=torch.channels_last_3d)
+    label = torch.randint(0, out_channels, shape, generator=generator, dtype=torch.uint8)
+    label = label.to(device)
+    autocast = (
+        (lambda: torch.autocast(device.type, dtype=amp_dtype))
+        if amp_dtype
+        else contextlib.nullcontext
+    )
+    seconds = []
+    model.train()
+    for index in range(warmup + steps):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        with autocast():
+            logits = model(image)
+        loss = loss_fn(logits.float(), label)
+        loss.backward()
+        if spec.optimizer.grad_clip_norm:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), spec.optimizer.grad_clip_norm)
+        optimizer.step()
+        float(loss.detach())  # waits for the device, as the trainer's loss log does
+        if index >= warmup:
+            seconds.append(time.perf_counter() - started)
+    return seconds

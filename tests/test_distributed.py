@@ -1,0 +1,337 @@
+"""Data-parallel training (DDP under torchrun) on the CPU with gloo and 2 processes.
+
+1. Equivalence: dentpy's Trainer made data-parallel by `distributed.prepare_trainer`, 2 ranks
+   x batch b (each rank fed its half of a fixed global batch), gives the same weights and
+   logged losses as 1 process x batch 2b; also with gradient accumulation (DDP no_sync).
+2. End to end: `dentpy train SPEC --nproc-per-node 2` on the tiny synthetic CBCT profile:
+   one run folder, one checkpoint set, a log without duplicate rows, world_size 2; resume.
+3. One process: no process group, the model is not wrapped, nothing changes.
+
+This file is also the worker script torchrun runs for (1): `python -m torch.distributed.run
+--standalone --nproc-per-node 2 tests/test_distributed.py OUT`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+FAST = [
+    "train.iterations=4",
+    "train.validate_every=2",
+    "train.patch_size=[32, 32, 32]",
+    "model.channels=[8, 16, 32]",
+    "train.sw_batch_size=2",
+]
+GLOBAL_BATCH = 4
+STEPS = 5
+# Plain SGD on a loss that is a mean over samples: the 2-rank and 1-process gradients
+# differ only by float32 summation order (measured ~1e-8 on the weights after 5 steps).
+TOLERANCE = 1e-5
+
+
+class _ConstantSchedule:
+    """The part of dentpy.optim.LRSchedule the Trainer uses, at a fixed LR."""
+
+    lr = 0.1
+
+    def step(self) -> None:
+        return None
+
+    def validated(self, score: float) -> None:
+        return None
+
+
+class _Record:
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+        self.scores: list[float] = []
+
+    def on_iteration_end(self, trainer: Any, loss: float) -> None:
+        self.losses.append(loss)
+
+    def on_validation_end(self, trainer: Any, scores: dict[str, float]) -> None:
+        self.scores.append(scores["score"])
+
+
+def train_fixed_stream(accumulate: int) -> dict[str, Any]:
+    """STEPS SGD steps of a small 3D conv net on a fixed stream of global batches of
+    GLOBAL_BATCH samples; under torchrun each rank trains on its own contiguous share,
+    split into `accumulate` micro-batches. Returns weights, logged losses, scores."""
+    import torch
+
+    from dentpy.engine import distributed
+    from dentpy.engine.trainer import Trainer
+
+    distributed.start("cpu")
+    rank, world = distributed.rank(), distributed.world_size()
+    torch.manual_seed(rank)  # different initial weights per rank: DDP must broadcast rank 0's
+    model = torch.nn.Sequential(
+        torch.nn.Conv3d(1, 4, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Conv3d(4, 2, 1),
+    )
+    if rank != 0:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(1.0)
+    share = GLOBAL_BATCH // world
+    micro = share // accumulate
+    calls = iter(range(10**6))
+
+    def next_batch() -> tuple[torch.Tensor, torch.Tensor]:
+        index = next(calls)
+        step, part = divmod(index, accumulate)
+        generator = torch.Generator().manual_seed(1000 + step)
+        images = torch.randn(GLOBAL_BATCH, 1, 6, 6, 6, generator=generator)
+        targets = torch.randn(GLOBAL_BATCH, 2, 6, 6, 6, generator=generator)
+        lo = rank * share + part * micro
+        return images[lo : lo + micro], targets[lo : lo + micro]
+
+    record = _Record()
+    trainer = Trainer(
+        model=model,
+        loss_fn=torch.nn.MSELoss(),
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+        schedule=_ConstantSchedule(),  # type: ignore[arg-type]
+        next_batch=next_batch,
+        # Differs per rank: every rank must end up with rank 0's scores.
+        validate=lambda network: {"score": float(rank)},
+        accumulate=accumulate,
+    )
+    distributed.prepare_trainer(trainer)
+    trainer.hooks = [record]
+    trainer.fit(STEPS, STEPS)
+    weights = trainer.exported().state_dict()
+    return {
+        "rank": rank,
+        "world_size": world,
+        "wrapped": type(trainer.model).__name__,
+        "weights": {k: v.flatten().tolist() for k, v in weights.items()},
+        "losses": record.losses,
+        "scores": record.scores,
+    }
+
+
+def _max_difference(a: dict[str, list[float]], b: dict[str, list[float]]) -> float:
+    assert a.keys() == b.keys()
+    return max(abs(x - y) for key in a for x, y in zip(a[key], b[key], strict=True))
+
+
+def _torchrun(args: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.mark.slow
+def test_two_ranks_of_batch_b_match_one_process_of_batch_2b(tmp_path: Path) -> None:
+    result = _torchrun(
+        [
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node=2",
+            str(Path(__file__).resolve()),
+            str(tmp_path),
+        ],
+        tmp_path,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for accumulate in (1, 2):
+        ranks = [
+            json.loads((tmp_path / f"acc{accumulate}-rank{r}.json").read_text()) for r in (0, 1)
+        ]
+        assert [r["world_size"] for r in ranks] == [2, 2]
+        assert {r["wrapped"] for r in ranks} == {"DistributedDataParallel"}
+        # DDP keeps the replicas identical, and rank 0's validation scores reach every rank.
+        assert _max_difference(ranks[0]["weights"], ranks[1]["weights"]) == 0.0
+        assert ranks[0]["scores"] == ranks[1]["scores"] == [0.0]
+        assert ranks[0]["losses"] == ranks[1]["losses"]
+        single = train_fixed_stream(accumulate=1)  # one process, the whole global batch
+        difference = _max_difference(ranks[0]["weights"], single["weights"])
+        print(
+            f"accumulate {accumulate}: max |w_2x{GLOBAL_BATCH // 2} - w_1x{GLOBAL_BATCH}| "
+            f"= {difference:.2e}"
+        )
+        assert difference < TOLERANCE
+        # The logged loss is the mean over ranks = the whole batch's loss.
+        for distributed_loss, single_loss in zip(ranks[0]["losses"], single["losses"], strict=True):
+            assert distributed_loss == pytest.approx(single_loss, rel=1e-5)
+        # And training moved the weights (the comparison is not between untouched copies).
+        assert _max_difference(single["weights"], train_untrained_weights()) > 1e-3
+
+
+def train_untrained_weights() -> dict[str, list[float]]:
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv3d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv3d(4, 2, 1)
+    )
+    return {k: v.flatten().tolist() for k, v in model.state_dict().items()}
+
+
+def test_one_process_creates_no_process_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch.distributed as dist
+
+    from dentpy.engine import distributed
+
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    result = train_fixed_stream(accumulate=1)
+    assert not dist.is_initialized()
+    assert result["wrapped"] == "Sequential"  # not wrapped in DDP
+    assert result["world_size"] == 1 and result["scores"] == [0.0]
+    assert distributed.rank_seed(123) == 123  # rank 0 / one process: the spec's seed
+    assert distributed.all_reduce_mean(2.5) == 2.5 and distributed.any_rank(True)
+    assert distributed.gather_all("x") == ["x"] and distributed.broadcast_from_main(7) == 7
+
+
+def test_one_process_resumes_a_multi_process_checkpoint_from_rank_0s_streams() -> None:
+    from dentpy.engine.hooks import own_streams
+
+    rank0, rank1 = {"sampler": {"rng": 0}}, {"sampler": {"rng": 1}}
+    state = {**rank0, "ranks": [rank0, rank1]}
+    assert own_streams(state) is state  # world size 1 != 2: the top level (rank 0's)
+    assert own_streams(rank0) is rank0  # a single-process checkpoint
+
+
+def test_budget_stops_every_rank_when_any_rank_says_so() -> None:
+    import time
+
+    from dentpy.engine.hooks import BudgetHook
+
+    class _Trainer:
+        should_stop = False
+
+    trainer = _Trainer()
+    BudgetHook(60.0, time.monotonic()).on_iteration_end(trainer, 0.0)  # type: ignore[arg-type]
+    assert not trainer.should_stop  # this rank's budget is not spent...
+    agreed = BudgetHook(60.0, time.monotonic(), agree=lambda spent: True)
+    agreed.on_iteration_end(trainer, 0.0)  # type: ignore[arg-type]
+    assert trainer.should_stop  # ...but another rank's is
+
+
+@pytest.fixture(scope="module")
+def cbct_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("ddp")
+    env_cache = {"DENTPY_CACHE": str(root / "cache")}
+    for args in (
+        ["synth", "cbct", "--out", "data", "--cases", "6", "--test-cases", "1"],
+        ["init", "--template", "pulp-cbct", "--data", "data/Dataset001_SynthCBCT"],
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "dentpy.cli", *args],
+            cwd=root,
+            env={**os.environ, **env_cache},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+    return root
+
+
+def _dentpy(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "DENTPY_CACHE": str(root / "cache")}
+    return subprocess.run(
+        [sys.executable, "-m", "dentpy.cli", *args],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+
+
+@pytest.mark.slow
+def test_train_with_two_processes_writes_one_run_folder(cbct_workspace: Path) -> None:
+    root = cbct_workspace
+    done = _dentpy(
+        root, "train", "spec.yaml", *FAST, "--runs", "runs", "--no-progress", "--nproc-per-node=2"
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.count("run folder: runs/pulp-cbct") == 1  # rank 0 alone reports
+    run = root / "runs" / "pulp-cbct"
+    assert sorted(p.name for p in (root / "runs").iterdir()) == ["pulp-cbct"]
+    summary = json.loads((run / "train_summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["iterations"] == 4
+    rows = (run / "training_log.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in rows] == ["iteration", "2", "4"]  # no duplicates
+    checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert checkpoints == [
+        "best.json",
+        "ckpt-00000004.safetensors",
+        "ckpt-00000004.state.pt",
+        "last.json",
+    ]
+    assert len(list((run / "tensorboard").iterdir())) == 1  # one event file: rank 0's
+    import torch
+
+    state = torch.load(run / "checkpoints" / "ckpt-00000004.state.pt", weights_only=True)
+    # Every rank's own sample stream is kept (and they differ), for an exact resume.
+    assert len(state["ranks"]) == 2
+    assert state["ranks"][0]["sampler"] == state["sampler"]
+    assert state["ranks"][1]["sampler"] != state["sampler"]
+
+    resumed = _dentpy(
+        root,
+        "train",
+        "runs/pulp-cbct",
+        "train.iterations=6",
+        "--no-progress",
+        "--resume",
+        "--nproc-per-node=2",
+    )
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    rows = (run / "training_log.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in rows] == ["iteration", "2", "4", "6"]
+    assert json.loads((run / "train_summary.json").read_text())["iterations"] == 6
+
+
+@pytest.mark.slow
+def test_unsupported_settings_are_refused_before_any_process_starts(cbct_workspace: Path) -> None:
+    from dentpy.engine.distributed import check_supported
+    from dentpy.errors import SpecError
+    from dentpy.spec import load_spec
+
+    spec = cbct_workspace / "spec.yaml"
+    check_supported(load_spec(spec), 2)  # the plain spec is fine
+    check_supported(load_spec(spec, ["optimizer.lr=auto"]), 1)  # one process: anything goes
+    with pytest.raises(SpecError, match=r"optimizer\.lr auto"):
+        check_supported(load_spec(spec, ["optimizer.lr=auto"]), 2)
+    with pytest.raises(SpecError, match=r"train\.batch_size 'auto'"):
+        check_supported(load_spec(spec, ["train.batch_size=auto"]), 2)
+    with pytest.raises(SpecError, match="semi-supervised"):
+        check_supported(load_spec(spec, ["paradigm.kind=semi-supervised"]), 2)
+    done = _dentpy(
+        cbct_workspace,
+        "train",
+        "spec.yaml",
+        "optimizer.lr=auto",
+        "--runs",
+        "refused",
+        "--nproc-per-node=2",
+    )
+    assert done.returncode == 2 and "optimizer.lr auto" in done.stderr
+    assert "torch.distributed.run" not in done.stderr  # refused before torchrun started
+    assert not (cbct_workspace / "refused").exists()
+
+
+if __name__ == "__main__":  # the torchrun worker for the equivalence test
+    out = Path(sys.argv[1])
+    for accumulate in (1, 2):
+        result = train_fixed_stream(accumulate)
+        (out / f"acc{accumulate}-rank{result['rank']}.json").write_text(json.dumps(result))
+    from dentpy.engine import distributed
+
+    distributed.leave()
