@@ -151,3 +151,37 @@ def test_non_finite_loss_stops_training_naming_the_iteration() -> None:
         trainer.fit(10, validate_every=5)
     assert "iteration 1" in error.value.what
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_memory_mapped_cases_give_the_same_patches_as_arrays_in_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = _record(tmp_path)
+    mapped = prepare_case(record, PreprocessPlan((1.0, 1.0, 1.0)), ((5,),), tmp_path, record.load)
+    assert isinstance(mapped.image, np.memmap) and isinstance(mapped.label, np.memmap)
+    assert mapped.background == pytest.approx(float(np.min(np.asarray(mapped.image))))
+    in_memory = type(mapped)(
+        mapped.case_id,
+        np.array(mapped.image),
+        np.array(mapped.label),
+        mapped.foreground,
+        None,  # no recorded minimum: found from the array on first use
+    )
+    # The sampler must not scan whole memory-mapped volumes (RAM would grow with the
+    # dataset): with a recorded minimum it never calls np.min.
+    import dentpy.engine.sampling as sampling
+
+    real_min = np.min
+
+    def guarded_min(array: np.ndarray, *args: object, **kwargs: object) -> object:
+        if isinstance(array, np.memmap):
+            raise AssertionError("the sampler read a whole memory-mapped volume")
+        return real_min(array, *args, **kwargs)
+
+    monkeypatch.setattr(sampling.np, "min", guarded_min)
+    draws = []
+    for case in (mapped, in_memory):
+        sampler = PatchSampler([case], (8, 8, 8), batch_size=16, foreground_fraction=0.5, seed=3)
+        draws.append([sampler.next_batch() for _ in range(3)])
+    for (image_a, label_a), (image_b, label_b) in zip(*draws, strict=True):
+        assert np.array_equal(image_a, image_b) and np.array_equal(label_a, label_b)

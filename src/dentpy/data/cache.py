@@ -34,6 +34,10 @@ class PreparedCase:
     image: np.ndarray
     label: np.ndarray
     foreground: tuple[np.ndarray, ...]
+    # The image's minimum (pads patches that leave the volume), recorded when the entry
+    # is built, so that sampling never reads a whole memory-mapped volume to find it.
+    # None for entries written before it was recorded.
+    background: float | None = None
 
 
 def default_cache_dir() -> Path:
@@ -88,7 +92,10 @@ def _load_entry(folder: Path, key: str, case_id: str, n_classes: int) -> Prepare
         return None
     if meta.get("shape") != list(image.shape) or label.shape != image.shape:
         return None
-    return PreparedCase(case_id, image, label, foreground)
+    background = meta.get("background")
+    return PreparedCase(
+        case_id, image, label, foreground, None if background is None else float(background)
+    )
 
 
 def _foreground_positions(label: np.ndarray, n_classes: int, seed: int) -> dict[str, np.ndarray]:
@@ -133,7 +140,15 @@ def prepare_case(
     np.savez(fg_tmp, **_foreground_positions(label, len(class_ids), seed=0))  # type: ignore[arg-type]
     os.replace(fg_tmp, folder / f"{key}.fg.npz")
     marker_tmp = folder / f".{key}.{os.getpid()}.json.tmp"
-    marker_tmp.write_text(json.dumps({"shape": list(image.shape), "plan": plan.to_dict()}))
+    marker_tmp.write_text(
+        json.dumps(
+            {
+                "shape": list(image.shape),
+                "plan": plan.to_dict(),
+                "background": float(np.min(image)),
+            }
+        )
+    )
     os.replace(marker_tmp, folder / f"{key}.json")
     loaded = _load_entry(folder, key, case_id, len(class_ids))
     if loaded is None:

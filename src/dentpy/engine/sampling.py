@@ -51,7 +51,10 @@ class PatchSampler:
         self.batch_size = batch_size
         self.foreground_fraction = foreground_fraction
         self.rng = np.random.default_rng(seed)
-        self._fill = [float(np.min(c.image)) for c in self.cases]
+        # Pad value per case: the recorded minimum; an older cache entry's is found on
+        # first use (reading the whole volume once), not for every case up front, so RAM
+        # does not grow with the dataset (the arrays are memory-mapped).
+        self._fill: list[float | None] = [c.background for c in self.cases]
         self.class_probabilities = (
             None if class_probabilities is None else np.asarray(class_probabilities, float)
         )
@@ -90,9 +93,20 @@ class PatchSampler:
             index = int(self.rng.integers(len(self.cases)))
             case = self.cases[index]
             start = self._start(case)
-            images.append(crop_padded(case.image, start, self.patch_size, self._fill[index]))
+            images.append(crop_padded(case.image, start, self.patch_size, self._fill_of(index)))
             labels.append(crop_padded(case.label, start, self.patch_size, 0))
         return np.stack(images)[:, None], np.stack(labels)[:, None]
+
+    def use_cases(self, cases: Sequence[PreparedCase]) -> None:
+        """Sample from `cases` from now on (the generator and its state are kept)."""
+        self.cases = list(cases)
+        self._fill = [c.background for c in self.cases]
+
+    def _fill_of(self, index: int) -> float:
+        fill = self._fill[index]
+        if fill is None:
+            fill = self._fill[index] = float(np.min(self.cases[index].image))
+        return fill
 
     def state_dict(self) -> dict[str, object]:
         return {"rng": self.rng.bit_generator.state}

@@ -189,11 +189,9 @@ class SegmentationPseudoLabels(_Rounds):
         for case in self.unlabelled:
             label = np.load(self._path(round_, case.case_id), mmap_mode="r")
             fg = foreground_positions(np.asarray(label), self.n_classes)
-            pseudo.append(PreparedCase(case.case_id, case.image, label, fg))
-        cases = self.labelled + pseudo
+            pseudo.append(PreparedCase(case.case_id, case.image, label, fg, case.background))
         # The sampler keeps its generator (checkpointed on its own); only its pool grows.
-        self.sampler.cases = cases
-        self.sampler._fill = [float(np.min(c.image)) for c in cases]
+        self.sampler.use_cases(self.labelled + pseudo)
 
     def state_dict(self) -> dict[str, Any]:
         return self.base_state()
