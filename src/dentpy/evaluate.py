@@ -46,7 +46,7 @@ def evaluate_run(
     from dentpy.data.dataset import open_dataset
     from dentpy.engine.run import load_trained
     from dentpy.evaluate_instances import instance_case, summarize_instances
-    from dentpy.inference import postprocess, predict_volume
+    from dentpy.inference import mirror_swap_for, postprocess, predict_volume
     from dentpy.instances import instance_postprocess
     from dentpy.metrics.case_ci import CI_DEFINITION, class_mean_cis
     from dentpy.metrics.segmentation import (
@@ -121,6 +121,7 @@ def evaluate_run(
             trained.device,
             spec.train.sw_batch_size,
             trained.amp_dtype,
+            mirror_swap=mirror_swap_for(spec, task),
         )
         prediction = postprocess(prediction, list(task.class_names), spec.postprocess.keep_largest)
         spacing = case.image.spacing_mm
@@ -172,7 +173,10 @@ def evaluate_run(
         "empty_mask_policy": EMPTY_MASK_POLICY,
         "hd95_definition": HD95_DEFINITION,
         "model_selection": "best checkpoint chosen on the validation split only",
-        "postprocess": {"keep_largest": list(spec.postprocess.keep_largest)},
+        "postprocess": {
+            "keep_largest": list(spec.postprocess.keep_largest),
+            "mirror_tta": spec.postprocess.mirror_tta,
+        },
     }
     if task.instances:
         write_csv(out / "per_tooth.csv", tooth_rows)

@@ -20,6 +20,9 @@ from dentpy.registry import did_you_mean
 if TYPE_CHECKING:
     import torch
 
+    from dentpy.spec import Spec
+    from dentpy.tasks.segmentation import SegmentationTask
+
 
 def sliding_window_probabilities(
     model: torch.nn.Module,
@@ -29,10 +32,19 @@ def sliding_window_probabilities(
     sw_batch_size: int = 4,
     amp_dtype: torch.dtype | None = None,
     overlap: float = 0.5,
+    mirror_swap: Sequence[int] | None = None,
 ) -> torch.Tensor:
-    """Network-space image (I, J, K) -> softmax probabilities (C, I, J, K) on `device`."""
+    """Network-space image (I, J, K) -> softmax probabilities (C, I, J, K) on `device`.
+
+    `mirror_swap` (class -> class after a left/right flip, the task's swap table) turns on
+    mirror test-time augmentation: the left/right-flipped volume is predicted too, flipped
+    back with its side-specific classes swapped (left IAN <-> right IAN, FDI 3x <-> 4x),
+    and the two probability maps are averaged. Only the left/right axis is mirrored: it is
+    the one flip training augments with; an upside-down jaw is not a plausible scan."""
     import torch
     from monai.inferers import sliding_window_inference
+
+    from dentpy.augment import LEFT_RIGHT_AXIS
 
     tensor = torch.from_numpy(np.array(image, dtype=np.float32))[None, None]
     tensor = tensor.to(device)
@@ -40,18 +52,29 @@ def sliding_window_probabilities(
     autocast = (
         torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
     )
-    with torch.inference_mode(), autocast:
-        logits = sliding_window_inference(
-            tensor,
-            roi_size=tuple(patch_size),
-            sw_batch_size=sw_batch_size,
-            predictor=model,
-            overlap=overlap,
-            mode="gaussian",
-        )
-    if not isinstance(logits, torch.Tensor):  # MONAI's return type is a union
-        raise TypeError(f"model returned {type(logits).__name__}, expected a tensor")
-    return torch.softmax(logits[0].float(), dim=0)
+
+    def probabilities(volume: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(), autocast:
+            logits = sliding_window_inference(
+                volume,
+                roi_size=tuple(patch_size),
+                sw_batch_size=sw_batch_size,
+                predictor=model,
+                overlap=overlap,
+                mode="gaussian",
+            )
+        if not isinstance(logits, torch.Tensor):  # MONAI's return type is a union
+            raise TypeError(f"model returned {type(logits).__name__}, expected a tensor")
+        return torch.softmax(logits[0].float(), dim=0)
+
+    direct = probabilities(tensor)
+    if mirror_swap is None:
+        return direct
+    axis = 2 + LEFT_RIGHT_AXIS
+    mirrored = probabilities(tensor.flip(axis)).flip(axis - 1)
+    # The flipped scan's class k is class swap[k] of the original (swap is an involution).
+    swap = torch.as_tensor(list(mirror_swap), dtype=torch.long, device=mirrored.device)
+    return 0.5 * (direct + mirrored[swap])
 
 
 def predict_volume(
@@ -62,14 +85,31 @@ def predict_volume(
     device: torch.device,
     sw_batch_size: int = 4,
     amp_dtype: torch.dtype | None = None,
+    mirror_swap: Sequence[int] | None = None,
 ) -> LabelMap:
-    """Class indices (I, J, K) in the input's own voxel grid and affine."""
+    """Class indices (I, J, K) in the input's own voxel grid and affine (`mirror_swap`:
+    see `sliding_window_probabilities`)."""
     network_image, orientation = prepare_image(image, plan)
     probabilities = sliding_window_probabilities(
-        model, network_image, patch_size, device, sw_batch_size, amp_dtype
+        model, network_image, patch_size, device, sw_batch_size, amp_dtype, mirror_swap=mirror_swap
     )
     labels = probabilities_to_original(probabilities, orientation)
     return LabelMap(array=labels, affine=image.affine)
+
+
+def mirror_swap_for(spec: Spec, task: SegmentationTask) -> list[int] | None:
+    """The swap table for mirror test-time augmentation when the spec asks for it."""
+    if not spec.postprocess.mirror_tta:
+        return None
+    swap = task.swap_table()
+    if swap is None:
+        raise SpecError(
+            "postprocess.mirror_tta needs a left/right swap of every side-specific class",
+            expected="each left class paired with its right class (e.g. left_ian/right_ian)",
+            found="a side-specific class without a partner",
+            fix="set postprocess.mirror_tta: false, or learn both sides' classes",
+        )
+    return swap
 
 
 def keep_largest_component(labels: np.ndarray, classes: Sequence[int]) -> np.ndarray:
@@ -197,6 +237,7 @@ def predict_files(
             trained.device,
             trained.spec.train.sw_batch_size,
             trained.amp_dtype,
+            mirror_swap=mirror_swap_for(trained.spec, trained.task),
         )
         names = list(trained.task.class_names)
         chosen = trained.spec.postprocess.keep_largest if keep_largest is None else keep_largest

@@ -229,6 +229,9 @@ class Postprocess(_Section):
     # Classes that are one structure per scan (e.g. each IAN canal): keep only their largest
     # connected component. Not for pulp or teeth, which have one component per tooth.
     keep_largest: list[str] = Field(default_factory=list)
+    # 3D segmentation: mirror test-time augmentation (evaluate, predict): also predict the
+    # left/right-flipped scan (side classes swapped back) and average; twice the time.
+    mirror_tta: bool = False
     # Detection: class-aware non-maximum suppression IoU (null: none), boxes kept per image,
     # and the confidence for predict's outputs ("auto": chosen on validation for best F1).
     nms_iou: float | None = Field(default=0.5, gt=0, le=1)
@@ -520,7 +523,16 @@ class Spec(_Section):
         `tracking` says where a run is logged, not what it is, so it never counts (and
         runs made before the section existed keep their identity)."""
         data = {k: v for k, v in self.to_dict().items() if k not in exclude and k != "tracking"}
+        # Fields added after runs existed count only when set away from their default, so
+        # a run trained before they existed keeps its identity (and can be resumed).
+        for section, key in LATE_FIELDS:
+            part = data.get(section)
+            if isinstance(part, dict) and part.get(key) == LATE_FIELDS[(section, key)]:
+                part.pop(key)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+LATE_FIELDS: dict[tuple[str, str], Any] = {("postprocess", "mirror_tta"): False}
 
 
 def _dotted(spec: Spec, name: str) -> Any:

@@ -312,7 +312,7 @@ def _example_pictures(
     from dentpy.data.dataset import open_dataset
     from dentpy.data.volume import LabelMap
     from dentpy.engine.run import load_trained
-    from dentpy.inference import postprocess, predict_volume
+    from dentpy.inference import mirror_swap_for, postprocess, predict_volume
     from dentpy.instances import instance_postprocess
     from dentpy.preprocess import map_classes
     from dentpy.report.case_slices import truth_vs_prediction_png
@@ -334,6 +334,7 @@ def _example_pictures(
             trained.device,
             spec.train.sw_batch_size,
             trained.amp_dtype,
+            mirror_swap=mirror_swap_for(spec, task),
         )
         prediction = postprocess(prediction, list(task.class_names), spec.postprocess.keep_largest)
         label = np.asarray(case.label.array)  # type: ignore[union-attr]
