@@ -353,6 +353,9 @@ class Train(_Section):
     validate_every: int = Field(default=100, ge=1)
     seed: int = 0
     sw_batch_size: int = Field(default=4, ge=1)
+    # 3D segmentation: batches prepared ahead in a background thread while the device
+    # trains (0: none, every batch is cropped when the step asks for it).
+    prefetch: int = Field(default=2, ge=0)
     checkpoint_every: int | None = Field(default=None, ge=1)
     # Gradient accumulation: batches summed into one optimizer step (an iteration), for a
     # larger effective batch (batch_size x accumulate_batches) than memory allows.

@@ -268,6 +268,7 @@ def train(
     from dentpy.data.cache import default_cache_dir
     from dentpy.data.dataset import open_dataset
     from dentpy.engine import distributed
+    from dentpy.engine.prefetch import PrefetchingSampler
     from dentpy.engine.sampling import PatchSampler
     from dentpy.engine.trainer import Trainer
     from dentpy.imbalance import class_voxel_counts, resolve_imbalance
@@ -350,7 +351,7 @@ def train(
     model = task.build_model(spec).to(device)
     pretrained = load_pretrained(model, spec)  # model.pretrained (dentpy.pretrained)
     model = model.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
-    sampler = PatchSampler(
+    sampler: PatchSampler | PrefetchingSampler = PatchSampler(
         train_cases,
         spec.train.patch_size,
         spec.train.batch_size,
@@ -358,6 +359,10 @@ def train(
         seed=distributed.rank_seed(spec.train.seed),  # each rank its own patches
         class_probabilities=imbalance.class_probabilities,
     )
+    if spec.train.prefetch:
+        # Batches n+1.. are cropped in a thread while the device trains on batch n; the
+        # wrapper checkpoints the sampler as of the first batch not yet used (exact resume).
+        sampler = PrefetchingSampler(sampler, depth=spec.train.prefetch)
     augment = BatchAugment(
         spec.augment, task.swap_table(), device, seed=distributed.rank_seed(spec.train.seed) + 1
     )
@@ -396,18 +401,22 @@ def train(
     semi = attach_segmentation(  # paradigm.kind semi-supervised (dentpy.semi), else None
         spec, trainer, run.root, task, unlabelled, train_cases, sampler, augment, device, amp_dtype
     )
-    setup = fit_with_hooks(
-        spec,
-        run,
-        trainer,
-        sampler,
-        augment,
-        identity,
-        start,
-        resume,
-        show_progress,
-        extra=semi.extra if semi else None,
-    )
+    try:
+        setup = fit_with_hooks(
+            spec,
+            run,
+            trainer,
+            sampler,
+            augment,
+            identity,
+            start,
+            resume,
+            show_progress,
+            extra=semi.extra if semi else None,
+        )
+    finally:
+        if isinstance(sampler, PrefetchingSampler):
+            sampler.close()
     if not distributed.is_main():
         return run.root  # rank 0 writes the summary
     (run.root / "train_summary.json").write_text(
