@@ -185,3 +185,21 @@ def test_memory_mapped_cases_give_the_same_patches_as_arrays_in_memory(
         draws.append([sampler.next_batch() for _ in range(3)])
     for (image_a, label_a), (image_b, label_b) in zip(*draws, strict=True):
         assert np.array_equal(image_a, image_b) and np.array_equal(label_a, label_b)
+
+
+def test_class_sizes_come_from_the_cache_record_not_from_reading_labels(tmp_path: Path) -> None:
+    from dentpy.imbalance import class_voxel_counts
+
+    record = _record(tmp_path)
+    case = prepare_case(record, PreprocessPlan((1.0, 1.0, 1.0)), ((5,),), tmp_path, record.load)
+    read = np.bincount(np.asarray(case.label).ravel(), minlength=2).tolist()
+    assert case.class_counts is not None and list(case.class_counts) == read
+    assert class_voxel_counts([case.label], 2, recorded=[case.class_counts]) == read
+
+    class Unreadable(np.ndarray):
+        def __array__(self, *args: object, **kwargs: object) -> np.ndarray:
+            raise AssertionError("a label map was read although its counts were recorded")
+
+    blocked = np.zeros(3).view(Unreadable)
+    assert class_voxel_counts([blocked], 2, recorded=[case.class_counts]) == read
+    assert class_voxel_counts([case.label], 2, recorded=[None]) == read  # older entries

@@ -41,16 +41,27 @@ OVERSAMPLING_LOG10_FRACTIONS = (-2.0, -4.0)
 MAX_CLASS_WEIGHT = 10.0
 
 
-def class_voxel_counts(labels: Sequence[np.ndarray], n_classes: int) -> list[int]:
+def class_voxel_counts(
+    labels: Sequence[np.ndarray],
+    n_classes: int,
+    recorded: Sequence[Sequence[int] | None] | None = None,
+) -> list[int]:
     """Voxels per class index 0..n_classes-1 (background first) over up to
-    `MAX_COUNTED_CASES` evenly chosen label maps (network-space class indices)."""
-    chosen = list(labels)
-    if len(chosen) > MAX_COUNTED_CASES:
-        picks = np.linspace(0, len(chosen) - 1, MAX_COUNTED_CASES).round().astype(int)
-        chosen = [chosen[i] for i in picks]
+    `MAX_COUNTED_CASES` evenly chosen label maps (network-space class indices).
+
+    `recorded[i]`, when given, is label i's counts as the preprocessing cache recorded
+    them: used instead of reading the (memory-mapped) label map."""
+    indices = list(range(len(labels)))
+    if len(indices) > MAX_COUNTED_CASES:
+        picks = np.linspace(0, len(indices) - 1, MAX_COUNTED_CASES).round().astype(int)
+        indices = [indices[i] for i in picks]
     total = np.zeros(n_classes, dtype=np.int64)
-    for label in chosen:
-        counts = np.bincount(np.asarray(label).ravel(), minlength=n_classes)
+    for i in indices:
+        known = recorded[i] if recorded is not None else None
+        if known is not None and len(known) >= n_classes:
+            counts = np.asarray(known, dtype=np.int64)
+        else:
+            counts = np.bincount(np.asarray(labels[i]).ravel(), minlength=n_classes)
         total += counts[:n_classes]
     return [int(c) for c in total]
 

@@ -321,7 +321,11 @@ def train(
     imbalance = resolve_imbalance(
         spec,
         task.class_names,
-        class_voxel_counts([c.label for c in train_cases], task.out_channels),
+        class_voxel_counts(
+            [c.label for c in train_cases],
+            task.out_channels,
+            recorded=[c.class_counts for c in train_cases],
+        ),
     )
     # "auto" patch/batch size, channels, iterations -> numbers (dentpy.planning, `dentpy plan`).
     spec, auto_plan = resolve_auto(

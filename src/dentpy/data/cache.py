@@ -38,6 +38,9 @@ class PreparedCase:
     # is built, so that sampling never reads a whole memory-mapped volume to find it.
     # None for entries written before it was recorded.
     background: float | None = None
+    # Voxels per class index (background first), recorded at build time for the same
+    # reason: class sizes must not mean reading every label map. None: not recorded.
+    class_counts: tuple[int, ...] | None = None
 
 
 def default_cache_dir() -> Path:
@@ -93,8 +96,14 @@ def _load_entry(folder: Path, key: str, case_id: str, n_classes: int) -> Prepare
     if meta.get("shape") != list(image.shape) or label.shape != image.shape:
         return None
     background = meta.get("background")
+    counts = meta.get("class_counts")
     return PreparedCase(
-        case_id, image, label, foreground, None if background is None else float(background)
+        case_id,
+        image,
+        label,
+        foreground,
+        None if background is None else float(background),
+        None if counts is None else tuple(int(c) for c in counts),
     )
 
 
@@ -146,6 +155,9 @@ def prepare_case(
                 "shape": list(image.shape),
                 "plan": plan.to_dict(),
                 "background": float(np.min(image)),
+                "class_counts": np.bincount(
+                    np.asarray(label).ravel(), minlength=len(class_ids) + 1
+                ).tolist(),
             }
         )
     )
