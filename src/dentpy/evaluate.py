@@ -46,7 +46,7 @@ def evaluate_run(
     from dentpy.data.dataset import open_dataset
     from dentpy.engine.run import load_trained
     from dentpy.evaluate_instances import instance_case, summarize_instances
-    from dentpy.inference import mirror_swap_for, postprocess, predict_volume
+    from dentpy.inference import postprocess, predict_with_run
     from dentpy.instances import instance_postprocess
     from dentpy.metrics.case_ci import CI_DEFINITION, class_mean_cis
     from dentpy.metrics.segmentation import (
@@ -113,16 +113,7 @@ def evaluate_run(
     for case_id in splits[split]:
         case = dataset.load(records[case_id])
         truth = map_classes(np.asarray(case.label.array), class_ids)  # type: ignore[union-attr]
-        prediction = predict_volume(
-            trained.model,
-            case.image,
-            trained.plan,
-            spec.train.patch_size,
-            trained.device,
-            spec.train.sw_batch_size,
-            trained.amp_dtype,
-            mirror_swap=mirror_swap_for(spec, task),
-        )
+        prediction = predict_with_run(trained, case.image)
         prediction = postprocess(prediction, list(task.class_names), spec.postprocess.keep_largest)
         spacing = case.image.spacing_mm
         if task.instances:

@@ -20,6 +20,7 @@ from dentpy.registry import did_you_mean
 if TYPE_CHECKING:
     import torch
 
+    from dentpy.engine.run import TrainedModel
     from dentpy.spec import Spec
     from dentpy.tasks.segmentation import SegmentationTask
 
@@ -95,6 +96,22 @@ def predict_volume(
     )
     labels = probabilities_to_original(probabilities, orientation)
     return LabelMap(array=labels, affine=image.affine)
+
+
+def predict_with_run(trained: TrainedModel, image: IntensityImage) -> LabelMap:
+    """`predict_volume` with everything a trained run fixes: its preprocessing plan, patch
+    and window batch, device, precision and (postprocess.mirror_tta) mirror averaging."""
+    spec = trained.spec
+    return predict_volume(
+        trained.model,
+        image,
+        trained.plan,
+        spec.train.patch_size,
+        trained.device,
+        spec.train.sw_batch_size,
+        trained.amp_dtype,
+        mirror_swap=mirror_swap_for(spec, trained.task),
+    )
 
 
 def mirror_swap_for(spec: Spec, task: SegmentationTask) -> list[int] | None:
@@ -229,16 +246,7 @@ def predict_files(
     written = []
     for scan in scans:
         image = read_image(scan.image_path)
-        prediction = predict_volume(
-            trained.model,
-            image,
-            trained.plan,
-            trained.spec.train.patch_size,
-            trained.device,
-            trained.spec.train.sw_batch_size,
-            trained.amp_dtype,
-            mirror_swap=mirror_swap_for(trained.spec, trained.task),
-        )
+        prediction = predict_with_run(trained, image)
         names = list(trained.task.class_names)
         chosen = trained.spec.postprocess.keep_largest if keep_largest is None else keep_largest
         unknown = [n for n in chosen if n not in names]

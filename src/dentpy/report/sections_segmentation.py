@@ -312,7 +312,7 @@ def _example_pictures(
     from dentpy.data.dataset import open_dataset
     from dentpy.data.volume import LabelMap
     from dentpy.engine.run import load_trained
-    from dentpy.inference import mirror_swap_for, postprocess, predict_volume
+    from dentpy.inference import postprocess, predict_with_run
     from dentpy.instances import instance_postprocess
     from dentpy.preprocess import map_classes
     from dentpy.report.case_slices import truth_vs_prediction_png
@@ -326,16 +326,7 @@ def _example_pictures(
     out: list[list[tuple[bytes, str]]] = []
     for role, case_id, _ in chosen:
         case = dataset.load(records[case_id])
-        prediction = predict_volume(
-            trained.model,
-            case.image,
-            trained.plan,
-            spec.train.patch_size,
-            trained.device,
-            spec.train.sw_batch_size,
-            trained.amp_dtype,
-            mirror_swap=mirror_swap_for(spec, task),
-        )
+        prediction = predict_with_run(trained, case.image)
         prediction = postprocess(prediction, list(task.class_names), spec.postprocess.keep_largest)
         label = np.asarray(case.label.array)  # type: ignore[union-attr]
         images = []
