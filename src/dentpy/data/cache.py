@@ -10,8 +10,10 @@ one wins with identical content.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import mmap
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -41,6 +43,20 @@ class PreparedCase:
     # Voxels per class index (background first), recorded at build time for the same
     # reason: class sizes must not mean reading every label map. None: not recorded.
     class_counts: tuple[int, ...] | None = None
+
+
+def release_pages(array: np.ndarray) -> None:
+    """Drop a memory-mapped array's pages from this process's resident set.
+
+    Reading a patch maps more of the file than the patch (the kernel maps pages around
+    each fault), and mapped pages stay counted in the process's memory until unmapped, so
+    resident memory would grow with every case sampled. MADV_DONTNEED only unmaps them:
+    the file's pages stay in the page cache and the next read finds them there."""
+    mapping = getattr(array, "_mmap", None)
+    advise = getattr(mapping, "madvise", None)
+    if advise is not None and hasattr(mmap, "MADV_DONTNEED"):
+        with contextlib.suppress(OSError, ValueError):  # closed map, unsupported platform
+            advise(mmap.MADV_DONTNEED)
 
 
 def default_cache_dir() -> Path:
