@@ -19,4 +19,8 @@ find "$OUT/demo" -name "*.png" | head -2 | while read -r f; do cp "$f" "$OUT/$(b
 rm -rf "$OUT/demo"
 echo "== 3. training throughput, dentpy vs MONAI reference, same GPU"
 timeout 100 python3 benchmarks/train_step.py --profile ci --steps 20 --repeats 3 --patch 96 --batch 2 2>&1 | tail -4
-timeout 100 python3 benchmarks/train_step.py --profile ci --steps 20 --repeats 3 --patch 96 --batch 2 --bf16 2>&1 | tail -4
+timeout 100 python3 benchmarks/train_step.py --profile ci --steps 20 --repeats 3 --patch 96 --batch 2 --bf16 --arms monai,dentpy 2>&1 | tee "$OUT/train_step_bf16.txt" | tail -4
+echo "== 4. fraction of the GPU's dense bf16 peak reached by dentpy's training step (counted FLOPs)"
+rate=$(awk '/^dentpy/ {print $3}' "$OUT/train_step_bf16.txt")
+[ -n "$rate" ] && timeout 60 python3 benchmarks/step_flops.py --patch 96 --batch 2 --samples-per-s "$rate"
+# TorchIO is not on the GPU image: with .whl/ holding its wheel, add --arms monai,torchio,dentpy.
