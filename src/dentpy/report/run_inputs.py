@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,13 @@ def load_run_inputs(run_dir: Path, split: str) -> RunInputs:
 
 def _json_or_empty(path: Path) -> Any:
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def with_ci(value: Any, ci: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """A table cell: the value, and under it its 95% interval when one is known."""
+    if ci and ci.get("low") is not None and ci.get("high") is not None:
+        return (fmt(value), f"[{fmt(ci['low'])}, {fmt(ci['high'])}]")
+    return (fmt(value),)
 
 
 def fmt(value: Any, digits: int = 3) -> str:

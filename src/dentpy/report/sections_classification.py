@@ -14,7 +14,7 @@ import numpy as np
 
 from dentpy.errors import DentpyError
 from dentpy.report import html_page as h
-from dentpy.report.run_inputs import RunInputs, as_float, fmt, unreadable_note
+from dentpy.report.run_inputs import RunInputs, as_float, fmt, unreadable_note, with_ci
 
 # Counts and bookkeeping, shown apart from the rated metrics.
 NOT_RATES = {"n", "n_classes", "tp", "fp", "tn", "fn", "n_defined", "per_class", "confusion_matrix"}
@@ -23,12 +23,6 @@ PICTURES = (
     ("pr.png", "precision-recall curve"),
     ("confusion.png", "confusion matrix"),
 )
-
-
-def _with_ci(value: Any, ci: dict[str, Any] | None) -> tuple[str, ...]:
-    if ci and ci.get("low") is not None:
-        return (fmt(value), f"[{fmt(ci['low'])}, {fmt(ci['high'])}]")
-    return (fmt(value),)
 
 
 def metrics_section(inputs: RunInputs) -> h.Section:
@@ -47,20 +41,22 @@ def metrics_section(inputs: RunInputs) -> h.Section:
         )
     )
     metrics = model["metrics"]
-    with_ci = list(model.get("ci95", {}))
-    keys = with_ci + [
+    keys_with_ci = list(model.get("ci95", {}))
+    keys = keys_with_ci + [
         k
         for k, v in metrics.items()
-        if k not in with_ci and k not in NOT_RATES and (v is None or isinstance(v, int | float))
+        if k not in keys_with_ci
+        and k not in NOT_RATES
+        and (v is None or isinstance(v, int | float))
     ]
     definitions = summary.get("definitions", {})
     headers = ["metric", "model [95% CI]"] + [f"{b} baseline" for b in baselines] + ["definition"]
     rows = []
     for key in keys:
-        row: list[Any] = [key, _with_ci(metrics.get(key), model.get("ci95", {}).get(key))]
+        row: list[Any] = [key, with_ci(metrics.get(key), model.get("ci95", {}).get(key))]
         for name in baselines:
             other = baselines[name]
-            row.append(_with_ci(other["metrics"].get(key), other.get("ci95", {}).get(key)))
+            row.append(with_ci(other["metrics"].get(key), other.get("ci95", {}).get(key)))
         row.append(definitions.get(key, ""))
         rows.append(row)
     section.add(

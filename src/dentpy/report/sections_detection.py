@@ -12,7 +12,7 @@ import numpy as np
 
 from dentpy.errors import DentpyError
 from dentpy.report import html_page as h
-from dentpy.report.run_inputs import RunInputs, as_float, fmt, unreadable_note
+from dentpy.report.run_inputs import RunInputs, as_float, fmt, unreadable_note, with_ci
 
 AP_KEYS = (("ap", "AP@[.50:.95]"), ("ap50", "AP50"), ("ap75", "AP75"))
 DEFINITION_KEYS = (
@@ -32,14 +32,7 @@ DEFINITION_KEYS = (
 
 def _ap_cells(values: Mapping[str, Any], cis: Mapping[str, Any] | None) -> list[Any]:
     """AP, AP50, AP75 with their bootstrap interval (from `dentpy evaluate`) when known."""
-    cells: list[Any] = []
-    for key, _ in AP_KEYS:
-        ci = (cis or {}).get(key) or {}
-        if ci.get("low") is not None and ci.get("high") is not None:
-            cells.append((fmt(values.get(key)), f"[{fmt(ci['low'])}, {fmt(ci['high'])}]"))
-        else:
-            cells.append(fmt(values.get(key)))
-    return cells
+    return [with_ci(values.get(key), (cis or {}).get(key)) for key, _ in AP_KEYS]
 
 
 def _ar(values: Mapping[str, Any], k: str) -> str:
@@ -137,11 +130,7 @@ def metrics_section(inputs: RunInputs) -> h.Section:
     cis = operating_point_cis(inputs.csv_rows("per_image.csv"), n_boot)
     rows = []
     for key in ("precision", "recall", "f1"):
-        ci = cis.get(key)
-        cell: tuple[str, ...] = (fmt(micro.get(key)),)
-        if ci and ci.get("low") is not None:
-            cell = (*cell, f"[{fmt(ci['low'])}, {fmt(ci['high'])}]")
-        rows.append([key, cell])
+        rows.append([key, with_ci(micro.get(key), cis.get(key))])
     rows.append(["TP / FP / FN", f"{micro.get('tp')} / {micro.get('fp')} / {micro.get('fn')}"])
     section.add(
         h.heading(
