@@ -1,14 +1,18 @@
-"""Inference time per volume at equal Dice: dentpy's predict_volume vs the MONAI tutorial.
+"""Inference time per volume at equal Dice: dentpy's predict vs the MONAI tutorial.
 
 The same trained weights (a dentpy run's best checkpoint), the same held-out volumes (the
-run's test split, read from the NIfTI files), the same sliding window (roi = the run's
-patch, overlap 0.5, Gaussian blending, the run's sw batch size), the same threads:
+run's test split, read from the NIfTI files), the same threads, three arms:
 
-- dentpy: `read_image` + `dentpy.inference.predict_volume` (canonical orientation,
-  resampling, percentile clip + z-score, sliding window, back to the file's grid);
+- dentpy: `read_image` + `dentpy.inference.predict_with_run`, as `dentpy predict` runs it
+  (canonical orientation, resampling, percentile clip + z-score, the run's sliding window
+  (`train.sw_window`, default auto: the whole volume in one pass when it fits a quarter
+  of the memory limit), back to the file's grid);
+- dentpy-patch: the same with `train.sw_window: patch` (roi = the run's patch, overlap
+  0.5, Gaussian), i.e. the window alone is what differs from dentpy;
 - MONAI: the tutorial pattern: LoadImaged, EnsureChannelFirstd, Orientationd("RAS"),
-  Spacingd, ClipIntensityPercentilesd, NormalizeIntensityd, sliding_window_inference,
-  then Activationsd (softmax), Invertd back to the file's grid and AsDiscreted (argmax).
+  Spacingd, ClipIntensityPercentilesd, NormalizeIntensityd, sliding_window_inference
+  (roi = the run's patch, overlap 0.5, Gaussian, the run's sw batch size), then
+  Activationsd (softmax), Invertd back to the file's grid and AsDiscreted (argmax).
 
 Timed: file path -> class-index array on the file's grid, per volume, after one untimed
 warm-up volume. Both pipelines preprocess the same way, so their Dice (on the file's grid,
@@ -36,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/peers.py
 
 import peers
 
-ARMS = ("dentpy", "monai")
+ARMS = ("dentpy", "dentpy-patch", "monai")
 
 
 def test_volumes(run: Path, split: str) -> list[tuple[str, str]]:
@@ -102,21 +106,14 @@ def monai_predictor(trained: Any):
     return predict
 
 
-def dentpy_predictor(trained: Any):
+def dentpy_predictor(trained: Any, window: str):
     from dentpy.data.io import read_image
-    from dentpy.inference import predict_volume
+    from dentpy.inference import predict_with_run
+
+    trained.spec.train.sw_window = window
 
     def predict(path: str) -> np.ndarray:
-        image = read_image(path)
-        return predict_volume(
-            trained.model,
-            image,
-            trained.plan,
-            trained.spec.train.patch_size,
-            trained.device,
-            trained.spec.train.sw_batch_size,
-            trained.amp_dtype,
-        ).array
+        return predict_with_run(trained, read_image(path)).array
 
     return predict
 
@@ -130,7 +127,10 @@ def worker(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     trained = load_trained(args.run)
     volumes = test_volumes(args.run, args.split)
-    predict = dentpy_predictor(trained) if args.worker == "dentpy" else monai_predictor(trained)
+    if args.worker == "monai":
+        predict = monai_predictor(trained)
+    else:
+        predict = dentpy_predictor(trained, "auto" if args.worker == "dentpy" else "patch")
     predict(volumes[0][0])  # warm-up: first-call allocations and kernel selection
     n_classes = len(trained.task.class_names)
     ids = [list(i) for i in trained.task.class_label_ids]
@@ -163,11 +163,19 @@ def main() -> None:
     trained = load_trained(args.run)
     n_volumes = len(test_volumes(args.run, args.split))
     print(peers.machine_line())
+    from dentpy.data.io import read_image
+    from dentpy.inference_window import window_for
+    from dentpy.preprocess import prepare_image
+
+    first = prepare_image(read_image(test_volumes(args.run, args.split)[0][0]), trained.plan)[0]
+    trained.spec.train.sw_window = "auto"
+    auto = window_for(trained.spec, trained.task.out_channels, first.shape, trained.device)
     print(
-        f"{n_volumes} {args.split} volumes, roi {list(trained.spec.train.patch_size)}, overlap "
-        f"0.5, Gaussian, sw batch {trained.spec.train.sw_batch_size}, checkpoint of iteration "
-        f"{trained.iteration}, {args.repeats} interleaved repeats, one process per arm and "
-        "repeat",
+        f"{n_volumes} {args.split} volumes (network space {list(first.shape)}), patch "
+        f"{list(trained.spec.train.patch_size)}; dentpy window {list(auto.roi)} ({auto.rule}); "
+        f"dentpy-patch and MONAI: roi = patch, overlap 0.5, Gaussian, sw batch "
+        f"{trained.spec.train.sw_batch_size}; checkpoint of iteration {trained.iteration}, "
+        f"{args.repeats} interleaved repeats, one process per arm and repeat",
         flush=True,
     )
     seconds: dict[str, list[float]] = {arm: [] for arm in ARMS}
@@ -183,16 +191,24 @@ def main() -> None:
             dice[arm] = run["result"]["dice"]  # the same in every repeat (deterministic)
             rss[arm] = max(rss[arm], run["peak_rss_mib"])
     medians = {arm: statistics.median(v) for arm, v in seconds.items()}
-    names = {"dentpy": "dentpy predict_volume", "monai": "MONAI tutorial"}
+    names = {
+        "dentpy": "dentpy predict",
+        "dentpy-patch": "dentpy, patch windows",
+        "monai": "MONAI tutorial",
+    }
     for arm in ARMS:
         print(
             f"{names[arm]:22s} median {medians[arm]:.2f} s/volume (min {min(seconds[arm]):.2f}, "
             f"max {max(seconds[arm]):.2f}); mean Dice {np.mean(dice[arm]):.4f}; peak RSS "
             f"{rss[arm]:.0f} MiB"
         )
-    gap = max(abs(a - b) for a, b in zip(dice["dentpy"], dice["monai"], strict=True))
-    print(f"largest per-volume Dice difference: {gap:.2e}")
-    print(f"ratio MONAI / dentpy time: {medians['monai'] / medians['dentpy']:.2f}x")
+    for arm in ("dentpy", "dentpy-patch"):
+        gaps = [a - b for a, b in zip(dice[arm], dice["monai"], strict=True)]
+        print(
+            f"{arm} - MONAI Dice per volume: mean {np.mean(gaps):+.4f}, min {min(gaps):+.4f}, "
+            f"max {max(gaps):+.4f}; ratio MONAI / {arm} time: "
+            f"{medians['monai'] / medians[arm]:.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@
 Pulp segmentation (`pulp-cbct` template) on synthetic CBCT (`ci` profile, 0.6 mm), one
 split (dentpy's own, by patient), three arms, each in its own process, one after another:
 
-- dentpy:  `dentpy train` through its CLI with constraints.time_budget_minutes (its own
-           recipe: Dice+CE, AdamW with warm-up + cosine schedule, batch augmentation);
+- dentpy:  `dentpy train` through its CLI with constraints.time_budget_minutes and
+           `train.iterations: auto` (the planner times a step and fits the schedule to
+           80% of the budget), as docs/planning.md tells a user with a time budget to do;
+           its own recipe: Dice+CE, AdamW with warm-up + cosine decay, batch augmentation;
 - monai:   the MONAI tutorial training loop (benchmarks/peers.py);
 - torchio: the TorchIO tutorial training loop (a reconstruction, benchmarks/peers.py).
 
@@ -41,6 +43,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/peers.py
 import peers
 
 ARMS = ("dentpy", "monai", "torchio")
+# Ablation arm (not run by default): the peers' training loop fed by dentpy's data path
+# (patch sampler + batch augmentation), which separates data from loss/optimizer/schedule.
+ABLATIONS = ("dentpy-data",)
 TEMPLATE = "pulp-cbct"
 # The `dentpy` command of this interpreter (as benchmarks/label_scarcity.py runs it).
 DENTPY = [
@@ -121,6 +126,16 @@ def worker(args: argparse.Namespace) -> None:
     arrays = peers.arrays_of(data["train"])
     if args.worker == "monai":
         batches = peers.monai_batches(arrays, args.patch, args.batch, seed=args.seed)
+    elif args.worker == "dentpy-data":
+        batches = peers.dentpy_batches(
+            data["train"],
+            args.patch,
+            args.batch,
+            device,
+            spec.train.foreground_fraction,
+            task.swap_table(),
+            seed=args.seed,
+        )
     else:
         batches = peers.torchio_batches(
             arrays,
@@ -159,7 +174,8 @@ def dentpy_arm(spec: Path, args: argparse.Namespace, data: dict[str, Any]) -> di
 
     runs = args.work / "runs"
     command = [*DENTPY, "train", str(spec), "--runs", str(runs), "--no-progress"]
-    measured = peers.run_measured([*command, *overrides(args)])
+    dentpy_own = [f"train.iterations={args.dentpy_iterations}", *args.dentpy_set]
+    measured = peers.run_measured([*command, *overrides(args), *dentpy_own])
     run = runs / f"ttq-{args.stamp}"
     if measured["rc"] != 0:
         return measured
@@ -207,8 +223,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--arms", default=",".join(ARMS))
+    parser.add_argument(
+        "--dentpy-iterations",
+        default="auto",
+        help="dentpy's train.iterations: auto (fit the schedule to the budget) or a number",
+    )
+    parser.add_argument(
+        "--dentpy-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra spec override for the dentpy arm only (ablations), repeatable",
+    )
     parser.add_argument("--work", type=Path, default=Path("/tmp/dentpy-time-to-quality"))
-    parser.add_argument("--worker", choices=ARMS[1:], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=[*ARMS[1:], *ABLATIONS], help=argparse.SUPPRESS)
     parser.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--stamp", default=str(int(time.time())), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -218,9 +246,9 @@ def main() -> None:
         worker(args)
         return
     arms = [a for a in args.arms.split(",") if a]
-    unknown = set(arms) - set(ARMS)
+    unknown = set(arms) - set(ARMS) - set(ABLATIONS)
     if unknown:
-        parser.error(f"unknown arms {sorted(unknown)}; choose from {', '.join(ARMS)}")
+        parser.error(f"unknown arms {sorted(unknown)}; choose from {', '.join(ARMS + ABLATIONS)}")
     torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
     spec = write_spec(args)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 FAST = [
     "train.iterations=4",
@@ -299,6 +300,44 @@ def test_train_with_two_processes_writes_one_run_folder(cbct_workspace: Path) ->
 
 
 @pytest.mark.slow
+def test_auto_sizes_and_lr_are_planned_once_for_every_rank(cbct_workspace: Path) -> None:
+    """ "auto" batch size and channels and `lr: auto` with two processes: every rank plans
+    and runs the range test, rank 0's choice is broadcast, so both train the same sizes
+    (a mismatch would hang DDP's first all-reduce) and one run folder records them."""
+    root = cbct_workspace
+    done = _dentpy(
+        root,
+        "train",
+        "spec.yaml",
+        *FAST,
+        "train.batch_size=auto",
+        "model.channels=auto",
+        "constraints.memory_limit_gb=auto",
+        "optimizer.lr=auto",
+        "optimizer.lr_find_iterations=12",
+        "optimizer.lr_find_max_lr=1.0",
+        "--name",
+        "auto2",
+        "--runs",
+        "runs",
+        "--no-progress",
+        "--nproc-per-node=2",
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    run = root / "runs" / "auto2"
+    recorded = yaml.safe_load((run / "spec.yaml").read_text())
+    assert isinstance(recorded["train"]["batch_size"], int)
+    assert isinstance(recorded["model"]["channels"], list)
+    assert isinstance(recorded["optimizer"]["lr"], float)
+    plan = json.loads((run / "plan.json").read_text())["auto_plan"]
+    assert plan["chosen"]["train.batch_size"] == recorded["train"]["batch_size"]
+    # Two processes on one CPU machine share its RAM: each plans with half of "auto".
+    assert plan["memory_limit_rule"].endswith("/ 2 processes")
+    assert json.loads((run / "lr_find.json").read_text())["suggestion"] > 0
+    assert json.loads((run / "train_summary.json").read_text())["world_size"] == 2
+
+
+@pytest.mark.slow
 def test_unsupported_settings_are_refused_before_any_process_starts(cbct_workspace: Path) -> None:
     from dentpy.engine.distributed import check_supported
     from dentpy.errors import SpecError
@@ -306,23 +345,14 @@ def test_unsupported_settings_are_refused_before_any_process_starts(cbct_workspa
 
     spec = cbct_workspace / "spec.yaml"
     check_supported(load_spec(spec), 2)  # the plain spec is fine
-    check_supported(load_spec(spec, ["optimizer.lr=auto"]), 1)  # one process: anything goes
-    with pytest.raises(SpecError, match=r"optimizer\.lr auto"):
-        check_supported(load_spec(spec, ["optimizer.lr=auto"]), 2)
-    with pytest.raises(SpecError, match=r"train\.batch_size 'auto'"):
-        check_supported(load_spec(spec, ["train.batch_size=auto"]), 2)
+    semi = ["paradigm.kind=semi-supervised", "paradigm.labeled_fraction=0.5"]
+    check_supported(load_spec(spec, semi), 1)  # one process: anything goes
     with pytest.raises(SpecError, match="semi-supervised"):
-        check_supported(load_spec(spec, ["paradigm.kind=semi-supervised"]), 2)
+        check_supported(load_spec(spec, semi), 2)
     done = _dentpy(
-        cbct_workspace,
-        "train",
-        "spec.yaml",
-        "optimizer.lr=auto",
-        "--runs",
-        "refused",
-        "--nproc-per-node=2",
+        cbct_workspace, "train", "spec.yaml", *semi, "--runs", "refused", "--nproc-per-node=2"
     )
-    assert done.returncode == 2 and "optimizer.lr auto" in done.stderr
+    assert done.returncode == 2 and "semi-supervised" in done.stderr
     assert "torch.distributed.run" not in done.stderr  # refused before torchrun started
     assert not (cbct_workspace / "refused").exists()
 

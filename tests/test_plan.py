@@ -184,6 +184,7 @@ def test_plan_command_writes_json_and_refuses_to_overwrite(workspace: Path) -> N
     printed = invoke(*args, "--minutes", "1", "train.sw_batch_size=2")
     plan = json.loads(out.read_text())
     assert set(plan["chosen"]) == {
+        "preprocess.target_spacing_mm",
         "train.patch_size",
         "train.batch_size",
         "model.channels",

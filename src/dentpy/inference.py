@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,6 +14,7 @@ import numpy as np
 
 from dentpy.data.volume import IntensityImage, LabelMap
 from dentpy.errors import OutputError, SpecError
+from dentpy.inference_window import Window, patch_window, window_for
 from dentpy.preprocess import PreprocessPlan, prepare_image, probabilities_to_original
 from dentpy.registry import did_you_mean
 
@@ -32,10 +33,12 @@ def sliding_window_probabilities(
     device: torch.device,
     sw_batch_size: int = 4,
     amp_dtype: torch.dtype | None = None,
-    overlap: float = 0.5,
+    overlap: float | Sequence[float] = 0.5,
     mirror_swap: Sequence[int] | None = None,
 ) -> torch.Tensor:
-    """Network-space image (I, J, K) -> softmax probabilities (C, I, J, K) on `device`.
+    """Network-space image (I, J, K) -> softmax probabilities (C, I, J, K) on `device`,
+    from windows of `patch_size` (the training patch, or a larger window: see
+    dentpy.inference_window) overlapping by `overlap` (a share of the window, per axis).
 
     `mirror_swap` (class -> class after a left/right flip, the task's swap table) turns on
     mirror test-time augmentation: the left/right-flipped volume is predicted too, flipped
@@ -87,21 +90,50 @@ def predict_volume(
     sw_batch_size: int = 4,
     amp_dtype: torch.dtype | None = None,
     mirror_swap: Sequence[int] | None = None,
+    window: Callable[[Sequence[int]], Window] | None = None,
 ) -> LabelMap:
     """Class indices (I, J, K) in the input's own voxel grid and affine (`mirror_swap`:
-    see `sliding_window_probabilities`)."""
+    see `sliding_window_probabilities`). `window` chooses the sliding window for the
+    network-space image's shape; without it, `patch_size` windows at 50% overlap."""
     network_image, orientation = prepare_image(image, plan)
+    chosen = window(network_image.shape) if window else patch_window(patch_size)
     probabilities = sliding_window_probabilities(
-        model, network_image, patch_size, device, sw_batch_size, amp_dtype, mirror_swap=mirror_swap
+        model,
+        network_image,
+        chosen.roi,
+        device,
+        sw_batch_size,
+        amp_dtype,
+        chosen.overlap,
+        mirror_swap=mirror_swap,
     )
     labels = probabilities_to_original(probabilities, orientation)
     return LabelMap(array=labels, affine=image.affine)
 
 
+def network_probabilities(
+    model: torch.nn.Module,
+    image: np.ndarray,
+    spec: Spec,
+    out_channels: int,
+    device: torch.device,
+    amp_dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """`sliding_window_probabilities` of a network-space image with the spec's window
+    (`train.sw_window`) and window batch: what validation, pseudo-labels and the
+    suspicious-label check predict with, as `dentpy predict` does."""
+    chosen = window_for(spec, out_channels, image.shape, device)
+    return sliding_window_probabilities(
+        model, image, chosen.roi, device, spec.train.sw_batch_size, amp_dtype, chosen.overlap
+    )
+
+
 def predict_with_run(trained: TrainedModel, image: IntensityImage) -> LabelMap:
-    """`predict_volume` with everything a trained run fixes: its preprocessing plan, patch
-    and window batch, device, precision and (postprocess.mirror_tta) mirror averaging."""
+    """`predict_volume` with everything a trained run fixes: its preprocessing plan, patch,
+    sliding window (`train.sw_window`) and window batch, device, precision and
+    (postprocess.mirror_tta) mirror averaging."""
     spec = trained.spec
+    out_channels = trained.task.out_channels
     return predict_volume(
         trained.model,
         image,
@@ -111,6 +143,7 @@ def predict_with_run(trained: TrainedModel, image: IntensityImage) -> LabelMap:
         spec.train.sw_batch_size,
         trained.amp_dtype,
         mirror_swap=mirror_swap_for(spec, trained.task),
+        window=lambda shape: window_for(spec, out_channels, shape, trained.device),
     )
 
 

@@ -268,6 +268,7 @@ def resolve_auto_lr(
     and make its suggestion the spec's LR: written to the run's spec.yaml (so a resume
     reuses it), the run identity and lr_find.json/png in the run folder. Without "auto",
     does nothing, except in `dentpy lr-find`'s probe mode (see module docstring)."""
+    from dentpy.engine.distributed import broadcast_from_main, is_main
     from dentpy.optim import build_optimizer
 
     probe = _PROBE.get()
@@ -294,7 +295,11 @@ def resolve_auto_lr(
     if probe is not None:
         write_outputs(result, probe.out, title=f"LR range test ({spec.name})")
         raise _ProbeDone(result)
-    write_outputs(result, run.root, title=f"LR range test ({spec.name})")
+    # Several processes: each ran the test on its own batches; rank 0's result decides, so
+    # every rank trains with the same LR, and only rank 0 writes.
+    result = broadcast_from_main(result)
+    if is_main():
+        write_outputs(result, run.root, title=f"LR range test ({spec.name})")
     if not result.loss_fell:
         from dentpy.errors import TrainingError
 
@@ -308,8 +313,10 @@ def resolve_auto_lr(
             "no checkpoint yet)",
         )
     spec.optimizer.lr = float(f"{result.suggestion:.3g}")
-    run.spec.write_text(spec.to_yaml())
     identity["spec"] = spec.digest(exclude=("train", "constraints"))
+    if not is_main():
+        return
+    run.spec.write_text(spec.to_yaml())
     if run.plan.exists():
         from dentpy.train import write_json
 

@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PositiveInt,
     ValidationError,
     field_validator,
     model_validator,
@@ -353,6 +354,10 @@ class Train(_Section):
     validate_every: int = Field(default=100, ge=1)
     seed: int = 0
     sw_batch_size: int = Field(default=4, ge=1)
+    # Sliding window of validation and inference (dentpy.inference_window): "auto" = as
+    # large as a quarter of the memory limit allows, up to the whole volume in one pass;
+    # "patch" = train.patch_size at 50% overlap; or [x, y, z] voxels.
+    sw_window: Literal["auto", "patch"] | tuple[PositiveInt, PositiveInt, PositiveInt] = "auto"
     # 3D segmentation: batches prepared ahead in a background thread while the device
     # trains (0: none, every batch is cropped when the step asks for it).
     prefetch: int = Field(default=2, ge=0)
@@ -535,7 +540,10 @@ class Spec(_Section):
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-LATE_FIELDS: dict[tuple[str, str], Any] = {("postprocess", "mirror_tta"): False}
+LATE_FIELDS: dict[tuple[str, str], Any] = {
+    ("postprocess", "mirror_tta"): False,
+    ("train", "sw_window"): "auto",
+}
 
 
 def _dotted(spec: Spec, name: str) -> Any:

@@ -237,7 +237,7 @@ def _segmentation(
     from dentpy.data.cache import default_cache_dir
     from dentpy.data.dataset import open_dataset
     from dentpy.engine.run import load_trained
-    from dentpy.inference import sliding_window_probabilities
+    from dentpy.inference import network_probabilities
     from dentpy.train import prepare
 
     trained = load_trained(run.root)
@@ -253,12 +253,12 @@ def _segmentation(
     )
     rows: list[dict[str, Any]] = []
     for case, (case_id, split) in zip(prepared, wanted, strict=True):
-        probabilities = sliding_window_probabilities(
+        probabilities = network_probabilities(
             trained.model,
             case.image,
-            spec.train.patch_size,
+            spec,
+            trained.task.out_channels,
             trained.device,
-            spec.train.sw_batch_size,
             trained.amp_dtype,
         )
         rows += segmentation_rows(

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from dentpy.data.cache import PreparedCase
     from dentpy.data.dataset import Dataset
+    from dentpy.planning.spacing import SpacingChoice
     from dentpy.spec import Spec
     from dentpy.tasks.segmentation import SegmentationTask
 
@@ -53,23 +54,36 @@ def _data_digest(dataset: Dataset) -> str:
 
 
 def target_spacing(spec: Spec, dataset: Dataset, case_ids: list[str]) -> tuple[float, ...]:
-    """The spec's spacing, or the median canonical spacing of the training cases."""
-    from dentpy.data.io import read_affine
+    """The spec's spacing, or the one chosen from the training cases (`target_spacing_choice`)."""
+    return target_spacing_choice(spec, dataset, case_ids).mm
+
+
+def target_spacing_choice(spec: Spec, dataset: Dataset, case_ids: list[str]) -> SpacingChoice:
+    """The spec's spacing, or the median canonical spacing of the training cases (nnU-Net's
+    anisotropy rule applies to thick-slice data: dentpy.planning.spacing)."""
+    from dentpy.data.io import read_header
     from dentpy.data.volume import Volume
+    from dentpy.planning.spacing import SpacingChoice, choose_target_spacing
     from dentpy.preprocess import orientation_of
 
     if spec.preprocess.target_spacing_mm != "median":
-        return tuple(float(s) for s in spec.preprocess.target_spacing_mm)
+        given = tuple(float(s) for s in spec.preprocess.target_spacing_mm)
+        return SpacingChoice(given, "from the spec (preprocess.target_spacing_mm)")  # type: ignore[arg-type]
     if dataset.assume_spacing_mm is not None:
-        return tuple(float(s) for s in dataset.assume_spacing_mm)
+        assumed = tuple(float(s) for s in dataset.assume_spacing_mm)
+        return SpacingChoice(assumed, "input.assume_spacing_mm")  # type: ignore[arg-type]
     wanted = set(case_ids)
-    spacings = []
+    spacings, shapes = [], []
     for record in dataset.records:
         if record.case_id in wanted:
-            affine = read_affine(record.image_path)
-            geometry = Volume(np.zeros((1, 1, 1)), affine)
-            spacings.append(orientation_of(geometry).canonical_spacing_mm)
-    return tuple(float(round(s, 4)) for s in np.median(np.array(spacings), axis=0))
+            affine, shape = read_header(record.image_path)
+            orientation = orientation_of(Volume(np.zeros((1, 1, 1)), affine))
+            canonical = [0, 0, 0]
+            for axis in range(3):  # file axis -> canonical axis, as the spacing is permuted
+                canonical[int(orientation.ornt[axis, 0])] = shape[axis]
+            spacings.append(orientation.canonical_spacing_mm)
+            shapes.append(canonical)
+    return choose_target_spacing(np.array(spacings), np.array(shapes))
 
 
 def make_splits(spec: Spec, dataset: Dataset) -> dict[str, list[str]]:
@@ -305,8 +319,9 @@ def train(
         "spec": spec.digest(exclude=("train", "constraints")),
         "data": _data_digest(dataset),
     }
+    spacing = target_spacing_choice(spec, dataset, splits["train"])
     plan = PreprocessPlan(
-        target_spacing_mm=target_spacing(spec, dataset, splits["train"]),  # type: ignore[arg-type]
+        target_spacing_mm=spacing.mm,
         clip_percentiles=spec.preprocess.clip_percentiles,
     )
     device, amp_dtype = configure_runtime(spec)
@@ -329,7 +344,14 @@ def train(
     )
     # "auto" patch/batch size, channels, iterations -> numbers (dentpy.planning, `dentpy plan`).
     spec, auto_plan = resolve_auto(
-        spec, train_cases, val_cases, plan.target_spacing_mm, task.out_channels, device, amp_dtype
+        spec,
+        train_cases,
+        val_cases,
+        plan.target_spacing_mm,
+        task.out_channels,
+        device,
+        amp_dtype,
+        spacing_rule=spacing.rule,
     )
     identity["spec"] = spec.digest(exclude=("train", "constraints"))
     if not resume and distributed.is_main():
@@ -345,6 +367,7 @@ def train(
             {
                 "task": task.to_dict(),
                 "preprocess": plan.to_dict(),
+                "target_spacing_rule": spacing.rule,
                 "identity": identity,
                 "imbalance": imbalance.to_dict(),
                 **({"auto_plan": auto_plan} if auto_plan else {}),

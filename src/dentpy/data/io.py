@@ -372,13 +372,20 @@ def _write_itk(volume: Volume, path: Path) -> None:
 
 def read_affine(path: str | Path) -> np.ndarray:
     """The voxel -> RAS affine from the header alone (no voxel data is read)."""
+    return read_header(path)[0]
+
+
+def read_header(path: str | Path) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """(voxel -> RAS affine, shape of the first three voxel axes) from the header alone."""
     path = Path(path)
     suffix = volume_suffix(path)
     try:
         if suffix in NIFTI_SUFFIXES:
             import nibabel as nib
 
-            return np.asarray(nib.load(str(path)).affine, dtype=np.float64)  # type: ignore[attr-defined]
+            image: Any = nib.load(str(path))
+            first, second, third = (int(s) for s in (*image.shape, 1, 1)[:3])
+            return np.asarray(image.affine, dtype=np.float64), (first, second, third)
         import SimpleITK as sitk
 
         reader = sitk.ImageFileReader()
@@ -389,6 +396,8 @@ def read_affine(path: str | Path) -> np.ndarray:
         affine_lps = np.eye(4)
         affine_lps[:3, :3] = direction * np.array(reader.GetSpacing())[:3]
         affine_lps[:3, 3] = np.array(reader.GetOrigin())[:3]
-        return _LPS_TO_RAS @ affine_lps
+        # SimpleITK sizes are (x, y, z): the voxel axes of the arrays _read_itk returns.
+        first, second, third = (int(s) for s in (*reader.GetSize(), 1, 1)[:3])
+        return _LPS_TO_RAS @ affine_lps, (first, second, third)
     except Exception as exc:
         raise _corrupt(path, exc) from None

@@ -54,6 +54,11 @@ def local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", "0"))
 
 
+def local_world_size() -> int:
+    """Processes torchrun started on this machine (1 when not launched by torchrun)."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+
+
 def active() -> bool:
     """Whether this process is one of several in a process group."""
     import torch.distributed as dist
@@ -99,33 +104,6 @@ def check_supported(spec: Spec, processes: int) -> None:
             expected="paradigm.kind supervised for multi-process training",
             found=f"paradigm.kind semi-supervised, {found}",
             fix="train semi-supervised runs in one process (drop --nproc-per-node)",
-        )
-    automatic = [
-        name
-        for name, value in (
-            ("train.patch_size", spec.train.patch_size),
-            ("train.batch_size", spec.train.batch_size),
-            ("train.iterations", spec.train.iterations),
-            ("model.channels", spec.model.channels),
-        )
-        if value == "auto"
-    ]
-    if automatic:
-        # Planned per process (memory and speed measured on its own device), ranks could
-        # choose different sizes or step counts and then wait on each other forever.
-        raise SpecError(
-            f"{', '.join(automatic)} 'auto' cannot be planned with several processes",
-            expected="numbers for patch/batch size, iterations and channels",
-            found=f"{', '.join(automatic)}: auto, {found}",
-            fix="run `dentpy plan SPEC` and put its numbers in the spec (batch_size is per "
-            "process)",
-        )
-    if spec.optimizer.lr == "auto":
-        raise SpecError(
-            "optimizer.lr auto cannot be resolved with several processes",
-            expected="a number for optimizer.lr (every rank must use the same LR)",
-            found=f"optimizer.lr auto, {found}",
-            fix="run `dentpy lr-find SPEC` and set optimizer.lr to its suggestion",
         )
 
 

@@ -69,12 +69,16 @@ class Plan:
         return {
             "auto": self.auto,
             "chosen": {
+                "preprocess.target_spacing_mm": list(self.inputs.target_spacing_mm),
                 "train.patch_size": list(self.patch_size),
                 "train.batch_size": self.batch_size,
                 "model.channels": self.channels,
                 "train.iterations": self.iterations,
             },
-            "rules": self.rules,
+            "rules": {
+                "preprocess.target_spacing_mm": self.inputs.target_spacing_rule,
+                **self.rules,
+            },
             "device": self.device,
             "precision": self.precision,
             "memory_limit_mib": round(self.limit_bytes / MIB, 1),

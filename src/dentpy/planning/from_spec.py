@@ -39,7 +39,7 @@ def plan_spec(
     from dentpy.semi import check_paradigm
     from dentpy.semi.attach import split_labels
     from dentpy.tasks.segmentation import build_segmentation_task
-    from dentpy.train import configure_runtime, make_splits, prepare, target_spacing
+    from dentpy.train import configure_runtime, make_splits, prepare, target_spacing_choice
 
     refuse_other_tasks(spec)
     check_paradigm(spec)
@@ -49,9 +49,9 @@ def plan_spec(
     splits = split_labels(spec, splits, {r.case_id: r.patient_id for r in dataset.records})
     from dentpy.preprocess import PreprocessPlan
 
-    spacing = target_spacing(spec, dataset, splits["train"])
+    spacing = target_spacing_choice(spec, dataset, splits["train"])
     preprocess = PreprocessPlan(
-        target_spacing_mm=spacing,  # type: ignore[arg-type]
+        target_spacing_mm=spacing.mm,
         clip_percentiles=spec.preprocess.clip_percentiles,
     )
     device, amp_dtype = configure_runtime(spec)
@@ -63,11 +63,12 @@ def plan_spec(
         spec,
         prepared[:n_train],
         prepared[n_train:],
-        spacing,
+        spacing.mm,
         task.out_channels,
         device,
         amp_dtype,
         dataset.fingerprint(max_cases=50),
         seconds_per_iteration,
         measure_time,
+        spacing.rule,
     )

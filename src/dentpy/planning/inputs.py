@@ -25,10 +25,12 @@ class PlanInputs:
     largest_case_voxels: int  # training or validation (validation predicts a case whole)
     out_channels: int  # classes + background
     fingerprint: dict[str, Any] = field(default_factory=dict)
+    target_spacing_rule: str = "given"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "target_spacing_mm": list(self.target_spacing_mm),
+            "target_spacing_rule": self.target_spacing_rule,
             "median_shape_network_space": list(self.median_shape),
             "n_train_cases": self.n_train_cases,
             "dataset_voxels": self.dataset_voxels,
@@ -48,6 +50,7 @@ def inputs_from_cases(
     target_spacing_mm: Sequence[float],
     out_channels: int,
     fingerprint: dict[str, Any] | None = None,
+    spacing_rule: str = "given",
 ) -> PlanInputs:
     shapes = np.array([case.image.shape[-3:] for case in train_cases], dtype=np.int64)
     sizes = [int(np.prod(case.image.shape)) for case in [*train_cases, *val_cases]]
@@ -60,4 +63,5 @@ def inputs_from_cases(
         largest_case_voxels=max(sizes),
         out_channels=out_channels,
         fingerprint=fingerprint_summary(fingerprint),
+        target_spacing_rule=spacing_rule,
     )

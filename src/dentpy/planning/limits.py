@@ -48,8 +48,12 @@ def total_memory_bytes(device_type: str) -> int:
     return min(total, cgroup) if cgroup else total
 
 
-def memory_limit(limit_gb: float | str | None, device_type: str) -> tuple[int, str]:
-    """(bytes, the rule that gave them)."""
+def memory_limit(
+    limit_gb: float | str | None, device_type: str, processes_here: int = 1
+) -> tuple[int, str]:
+    """(bytes, the rule that gave them) for one training process. `processes_here`: the
+    training processes on this machine; on CPU they share the RAM that "auto" allows (on
+    CUDA each has its own GPU). A number in the spec is already per process."""
     if isinstance(limit_gb, int | float):
         return int(limit_gb * GB), f"constraints.memory_limit_gb = {limit_gb:g} GB"
     if limit_gb not in (None, "auto"):
@@ -60,4 +64,7 @@ def memory_limit(limit_gb: float | str | None, device_type: str) -> tuple[int, s
         )
     total = total_memory_bytes(device_type)
     where = "the GPU's total memory" if device_type == "cuda" else "the machine's total RAM"
-    return int(AUTO_SHARE * total), f"auto: 70% of {where} ({total / GB:.1f} GB)"
+    rule = f"auto: 70% of {where} ({total / GB:.1f} GB)"
+    if device_type == "cuda" or processes_here <= 1:
+        return int(AUTO_SHARE * total), rule
+    return int(AUTO_SHARE * total / processes_here), f"{rule} / {processes_here} processes"

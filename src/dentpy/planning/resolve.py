@@ -49,7 +49,9 @@ def planning_constraints(
 ) -> Constraints:
     import torch
 
-    limit, rule = memory_limit(spec.constraints.memory_limit_gb, device.type)
+    from dentpy.engine.distributed import local_world_size
+
+    limit, rule = memory_limit(spec.constraints.memory_limit_gb, device.type, local_world_size())
     return Constraints(
         device_type=device.type,
         bf16=amp_dtype == torch.bfloat16,
@@ -87,13 +89,16 @@ def plan_for_cases(
     fingerprint: dict[str, Any] | None = None,
     seconds_per_iteration: float | None = None,
     measure_time: bool = True,
+    spacing_rule: str = "given",
 ) -> Plan:
     """The plan for `spec` on these cases. Timing is measured (or `seconds_per_iteration`
     used) only where it matters: `train.iterations: auto` with a time budget, or when
     `measure_time` asks for it to be reported."""
     from dentpy.planning.timing import seconds_per_iteration as measure
 
-    inputs = inputs_from_cases(train_cases, val_cases, target_spacing_mm, out_channels, fingerprint)
+    inputs = inputs_from_cases(
+        train_cases, val_cases, target_spacing_mm, out_channels, fingerprint, spacing_rule
+    )
     timing: Callable[[Spec], float] | float | None = seconds_per_iteration
     if timing is None and measure_time:
         timing = _shared_timing(lambda s: measure(s, out_channels, device, amp_dtype))
@@ -110,10 +115,17 @@ def resolve_auto(
     amp_dtype: torch.dtype | None,
     fingerprint: dict[str, Any] | None = None,
     seconds_per_iteration: float | None = None,
+    spacing_rule: str = "given",
 ) -> tuple[Spec, dict[str, Any]]:
     """(`spec` with its "auto" sizes replaced by the plan's numbers, the plan as a dict);
     a spec without "auto" sizes comes back unchanged with an empty dict. Timing runs only
-    for `train.iterations: auto` with `constraints.time_budget_minutes`."""
+    for `train.iterations: auto` with `constraints.time_budget_minutes`.
+
+    Under torch.distributed every rank plans (their timings run side by side, as training
+    will; rank 0's timing is shared) and then takes rank 0's plan, so all train the same
+    sizes and number of steps."""
+    from dentpy.engine.distributed import broadcast_from_main
+
     if not has_auto(spec):
         return spec, {}
     needs_time = spec.train.iterations == "auto" and bool(spec.constraints.time_budget_minutes)
@@ -128,8 +140,9 @@ def resolve_auto(
         fingerprint,
         seconds_per_iteration,
         measure_time=needs_time,
+        spacing_rule=spacing_rule,
     )
-    return apply_plan(spec, plan), plan.to_dict()
+    return broadcast_from_main((apply_plan(spec, plan), plan.to_dict()))
 
 
 def adopt_recorded_auto(spec: Spec, recorded: Spec) -> None:

@@ -1,6 +1,7 @@
 """Real training steps of a planned configuration on random data: what timing and the
-memory check run. They mirror dentpy.engine.trainer (channels-last input, autocast,
-fp32 loss, gradient clipping, the spec's optimizer), without the data pipeline."""
+memory check run. They mirror dentpy.engine.trainer (the spec's batch augmentation on
+the device, channels-last input, autocast, fp32 loss, gradient clipping, the spec's
+optimizer); only cropping patches from the cache is left out."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ def training_steps(
 
     import torch
 
+    from dentpy.augment import BatchAugment
     from dentpy.optim import build_optimizer
     from dentpy.tasks.segmentation import SegmentationTask
 
@@ -37,10 +39,11 @@ def training_steps(
     loss_fn = task.build_loss(spec)
     optimizer = build_optimizer(model.parameters(), spec.optimizer)
     shape = (spec.train.batch_size, 1, *spec.train.patch_size)
-    image = torch.randn(shape, generator=generator).to(device)
-    image = image.contiguous(memory_format=torch.channels_last_3d)
-    label = torch.randint(0, out_channels, shape, generator=generator, dtype=torch.uint8)
-    label = label.to(device)
+    batch = torch.randn(shape, generator=generator).to(device)
+    labels = torch.randint(0, out_channels, shape, generator=generator, dtype=torch.uint8)
+    labels = labels.to(device)
+    # Augmentation runs inside every training step, as in the trainer.
+    augment = BatchAugment(spec.augment, None, device, seed=spec.train.seed)
     autocast = (
         (lambda: torch.autocast(device.type, dtype=amp_dtype))
         if amp_dtype
@@ -52,6 +55,8 @@ def training_steps(
         if device.type == "cuda":
             torch.cuda.synchronize()
         started = time.perf_counter()
+        image, label, _ = augment(batch, labels)
+        image = image.contiguous(memory_format=torch.channels_last_3d)
         optimizer.zero_grad(set_to_none=True)
         with autocast():
             logits = model(image)

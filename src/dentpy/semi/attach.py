@@ -232,13 +232,11 @@ def attach_segmentation(
             len(unlabelled),
         )
 
-    from dentpy.inference import sliding_window_probabilities
+    from dentpy.inference import network_probabilities
     from dentpy.semi.pseudo_label import IGNORE, SegmentationPseudoLabels, ignore_masked
 
     def predict(model: torch.nn.Module, case: PreparedCase) -> torch.Tensor:
-        return sliding_window_probabilities(
-            model, case.image, spec.train.patch_size, device, spec.train.sw_batch_size, amp_dtype
-        )
+        return network_probabilities(model, case.image, spec, task.out_channels, device, amp_dtype)
 
     rounds = SegmentationPseudoLabels(
         round_boundaries_for(spec),

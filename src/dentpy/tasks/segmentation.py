@@ -87,17 +87,12 @@ class SegmentationTask:
         truth counts as Dice 1 (DESIGN.md §4)."""
         import numpy as np
 
-        from dentpy.inference import sliding_window_probabilities
+        from dentpy.inference import network_probabilities
 
         per_class: list[list[float]] = [[] for _ in self.class_names]
         for case in cases:
-            probabilities = sliding_window_probabilities(
-                model,
-                case.image,
-                spec.train.patch_size,
-                device,
-                spec.train.sw_batch_size,
-                amp_dtype,
+            probabilities = network_probabilities(
+                model, case.image, spec, self.out_channels, device, amp_dtype
             )
             prediction = probabilities.argmax(0).cpu().numpy()
             truth = np.asarray(case.label)
