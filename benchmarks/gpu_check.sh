@@ -16,6 +16,9 @@ echo "demo exit $? in $(( $(date +%s) - start )) s"
 tail -40 "$OUT/demo.log"
 cp "$OUT"/demo/runs/*/evaluation/test/summary.json "$OUT/demo_summary.json" 2>/dev/null
 find "$OUT/demo" -name "*.png" | head -2 | while read -r f; do cp "$f" "$OUT/$(basename "$f")"; done
+echo "== 2b. inference per volume on the GPU: dentpy (auto window, patch windows) vs MONAI tutorial"
+run=$(find "$OUT/demo/runs" -mindepth 1 -maxdepth 1 -type d | head -1)
+[ -n "$run" ] && timeout 150 python3 benchmarks/inference_time.py --run "$run" --repeats 2 2>&1 | tail -6
 rm -rf "$OUT/demo"
 echo "== 3. training throughput, dentpy vs MONAI reference, same GPU"
 timeout 100 python3 benchmarks/train_step.py --profile ci --steps 20 --repeats 3 --patch 96 --batch 2 2>&1 | tail -4
