@@ -99,6 +99,45 @@ def test_iterations_follow_the_time_budget() -> None:
     assert plan.to_dict()["time"]["seconds_per_iteration"] == 0.5
 
 
+def test_measured_validation_time_is_spread_over_the_validation_cadence() -> None:
+    """With validation timed, 95% of the budget goes to steps plus validations: 2 min,
+    0.5 s per step and 10 s per validation every 100 steps = 0.6 s per iteration."""
+    spec = parse_spec({**AUTO, "constraints": {"time_budget_minutes": 2}})
+    timed: list[object] = []
+
+    def validation(resolved: object) -> float:
+        timed.append(resolved)
+        return 10.0
+
+    plan = choose(spec, INPUTS, cpu(2.0, minutes=2), 0.5, validation)
+
+    assert plan.iterations == int(2 * 60 * 0.95 / (0.5 + 10.0 / 100))
+    assert len(timed) == 1 and "per validation" in plan.rules["train.iterations"]
+    assert plan.to_dict()["time"]["seconds_per_validation"] == 10.0
+    fixed = parse_spec({**AUTO, "train": {**AUTO["train"], "iterations": 50}})
+    assert choose(fixed, INPUTS, cpu(2.0), None, validation).iterations == 50
+
+
+def test_validation_timing_predicts_the_largest_case_and_scales_by_voxels() -> None:
+    import torch
+
+    from dentpy.planning.timing import seconds_per_validation
+
+    spec = parse_spec(
+        {
+            **AUTO,
+            "model": {"channels": [4, 8, 16]},
+            "train": {"patch_size": [16, 16, 16], "batch_size": 2, "iterations": 5},
+        }
+    )
+    shapes = [(32, 32, 16), (16, 16, 16)]
+    state = torch.random.get_rng_state()
+    seconds = seconds_per_validation(spec, 2, torch.device("cpu"), None, shapes)
+    assert seconds > 0
+    assert torch.equal(state, torch.random.get_rng_state())  # the run's stream is untouched
+    assert seconds_per_validation(spec, 2, torch.device("cpu"), None, []) == 0.0
+
+
 def test_auto_is_refused_outside_segmentation() -> None:
     with pytest.raises(SpecError) as caught:
         parse_spec(

@@ -66,6 +66,12 @@ def _show(plan: dict[str, Any], out: Path) -> None:
             f"{time['seconds_per_iteration'] * plan['chosen']['train.iterations'] / 60:.1f} min",
             markup=False,
         )
+    if time.get("seconds_per_validation") is not None:
+        console.print(
+            f"validation of the whole validation split: ~{time['seconds_per_validation']:.3g} s "
+            "(measured: one prediction of the largest case, scaled by voxels)",
+            markup=False,
+        )
     if "measured" in plan:
         measured = plan["measured"]
         console.print(

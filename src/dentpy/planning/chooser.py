@@ -8,8 +8,10 @@
    per axis (2..6), widths doubling from 16 (CPU) or 32 (CUDA) up to 320.
 3. Batch: the largest that fits, at least 2, and (nnU-Net's cap) covering at most 5% of the
    training voxels per step.
-4. Iterations: with a time budget, what fits in 80% of it at the measured time per
-   iteration (the rest is validation, checkpoints, preprocessing); else the spec default.
+4. Iterations: with a time budget, what fits in 95% of it at the measured time per
+   iteration plus the measured validation time spread over `validate_every` iterations
+   (the rest is data loading, checkpoints, start-up; 80% when only the step time is
+   known); else the spec default.
 
 Only the timing is measured; everything else follows from the inputs and constraints, so
 the same fingerprint and constraints give the same plan.
@@ -26,13 +28,15 @@ from dentpy.errors import SpecError
 from dentpy.planning.inputs import PlanInputs
 from dentpy.planning.memory import MIB, MemoryEstimate, MemoryInputs, estimate_memory
 from dentpy.planning.network import MIN_LEVELS, levels_for, network_sizes, widths_for
+from dentpy.planning.timing import TIMED_STEPS, WARMUP_STEPS
 
 if TYPE_CHECKING:
     from dentpy.spec import Spec
 
 MIN_BATCH = 2
 BATCH_DATASET_SHARE = 0.05
-BUDGET_TRAINING_SHARE = 0.8
+BUDGET_TRAINING_SHARE = 0.8  # steps only timed: the rest covers validation and data
+BUDGET_SHARE_WITH_VALIDATION = 0.95  # validation timed too: data, checkpoints, start-up
 DEFAULT_ITERATIONS = 1000
 MAX_SHRINK_STEPS = 10_000  # a bound on the shrink loop; real plans need tens
 
@@ -52,6 +56,7 @@ class Plan:
     inputs: PlanInputs
     seconds_per_iteration: float | None = None
     timing_rule: str = "not measured"
+    seconds_per_validation: float | None = None
     auto: list[str] = field(default_factory=list)
 
     def seconds_per_epoch(self) -> float | None:
@@ -88,6 +93,7 @@ class Plan:
             "time": {
                 "seconds_per_iteration": self.seconds_per_iteration,
                 "rule": self.timing_rule,
+                "seconds_per_validation": self.seconds_per_validation,
                 "iterations_per_epoch": self.iterations_per_epoch(),
                 "seconds_per_epoch": None if epoch is None else round(epoch, 2),
             },
@@ -215,6 +221,7 @@ def choose(
     inputs: PlanInputs,
     constraints: Constraints,
     time_per_iteration: Callable[[Spec], float] | float | None = None,
+    time_per_validation: Callable[[Spec], float] | float | None = None,
 ) -> Plan:
     """The plan for `spec`'s "auto" sizes (numbers in the spec are kept and only estimated).
     `time_per_iteration`: seconds, or a function measuring them for a resolved spec; only
@@ -278,7 +285,7 @@ def choose(
         inputs=inputs,
         auto=auto,
     )
-    _choose_iterations(spec, plan, constraints, time_per_iteration)
+    _choose_iterations(spec, plan, constraints, time_per_iteration, time_per_validation)
     return plan
 
 
@@ -292,26 +299,49 @@ def _choose_iterations(
     plan: Plan,
     constraints: Constraints,
     time_per_iteration: Callable[[Spec], float] | float | None,
+    time_per_validation: Callable[[Spec], float] | float | None = None,
 ) -> None:
     auto = spec.train.iterations == "auto"
     budget = constraints.time_budget_minutes
     if time_per_iteration is not None and (budget or not auto):
+        resolved = apply_plan(spec, plan)
         if callable(time_per_iteration):
-            plan.seconds_per_iteration = float(time_per_iteration(apply_plan(spec, plan)))
-            plan.timing_rule = "measured: median of 3 training steps after 1 warm-up"
+            plan.seconds_per_iteration = float(time_per_iteration(resolved))
+            plan.timing_rule = (
+                f"measured: median of {TIMED_STEPS} training steps after {WARMUP_STEPS} warm-up"
+            )
         else:
             plan.seconds_per_iteration = float(time_per_iteration)
             plan.timing_rule = "given"
+        if time_per_validation is not None:
+            validation = time_per_validation
+            plan.seconds_per_validation = float(
+                validation(resolved) if callable(validation) else validation
+            )
     if not auto:
         plan.iterations = int(spec.train.iterations)
         plan.rules["train.iterations"] = "from the spec"
     elif budget and plan.seconds_per_iteration:
-        usable = budget * 60 * BUDGET_TRAINING_SHARE
-        plan.iterations = max(1, int(usable / plan.seconds_per_iteration))
-        plan.rules["train.iterations"] = (
-            f"{BUDGET_TRAINING_SHARE:.0%} of the {budget:g} min budget / "
-            f"{plan.seconds_per_iteration:.3g} s per iteration"
-        )
+        every = spec.train.validate_every
+        if plan.seconds_per_validation is None:
+            usable = budget * 60 * BUDGET_TRAINING_SHARE
+            plan.iterations = max(1, int(usable / plan.seconds_per_iteration))
+            plan.rules["train.iterations"] = (
+                f"{BUDGET_TRAINING_SHARE:.0%} of the {budget:g} min budget / "
+                f"{plan.seconds_per_iteration:.3g} s per iteration"
+            )
+        else:
+            # Validation measured too: only data loading, checkpoints and start-up are
+            # left to the margin. Overrunning it is harmless: the budget stops training
+            # near the end of the schedule, where the learning rate is already small.
+            usable = budget * 60 * BUDGET_SHARE_WITH_VALIDATION
+            per_iteration = plan.seconds_per_iteration + plan.seconds_per_validation / every
+            plan.iterations = max(1, int(usable / per_iteration))
+            plan.rules["train.iterations"] = (
+                f"{BUDGET_SHARE_WITH_VALIDATION:.0%} of the {budget:g} min budget / "
+                f"({plan.seconds_per_iteration:.3g} s per iteration + "
+                f"{plan.seconds_per_validation:.3g} s per validation / {every})"
+            )
     else:
         plan.iterations = DEFAULT_ITERATIONS
         plan.rules["train.iterations"] = (

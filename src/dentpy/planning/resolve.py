@@ -95,14 +95,21 @@ def plan_for_cases(
     used) only where it matters: `train.iterations: auto` with a time budget, or when
     `measure_time` asks for it to be reported."""
     from dentpy.planning.timing import seconds_per_iteration as measure
+    from dentpy.planning.timing import seconds_per_validation
 
     inputs = inputs_from_cases(
         train_cases, val_cases, target_spacing_mm, out_channels, fingerprint, spacing_rule
     )
     timing: Callable[[Spec], float] | float | None = seconds_per_iteration
+    validation: Callable[[Spec], float] | None = None
     if timing is None and measure_time:
         timing = _shared_timing(lambda s: measure(s, out_channels, device, amp_dtype))
-    return choose(spec, inputs, planning_constraints(spec, device, amp_dtype), timing)
+        shapes = [case.image.shape[-3:] for case in val_cases]
+        validation = _shared_timing(
+            lambda s: seconds_per_validation(s, out_channels, device, amp_dtype, shapes)
+        )
+    constraints = planning_constraints(spec, device, amp_dtype)
+    return choose(spec, inputs, constraints, timing, validation)
 
 
 def resolve_auto(
