@@ -288,6 +288,7 @@ def train(
     from dentpy.imbalance import class_voxel_counts, resolve_imbalance
     from dentpy.lr_find import resolve_auto_lr
     from dentpy.optim import LRSchedule, build_optimizer
+    from dentpy.inference_window import window_for
     from dentpy.planning import resolve_auto
     from dentpy.preprocess import PreprocessPlan
     from dentpy.pretrained import load_pretrained
@@ -354,6 +355,8 @@ def train(
         spacing_rule=spacing.rule,
     )
     identity["spec"] = spec.digest(exclude=("train", "constraints"))
+    # A train.sw_window the network cannot take fails now, not at the first validation.
+    window_for(spec, task.out_channels, val_cases[0].image.shape[-3:], device)
     if not resume and distributed.is_main():
         # Written only once every training and validation case has loaded and passed its
         # checks, so a bad dataset leaves no half-made run folder behind.

@@ -308,7 +308,8 @@ def _choose_iterations(
         if callable(time_per_iteration):
             plan.seconds_per_iteration = float(time_per_iteration(resolved))
             plan.timing_rule = (
-                f"measured: median of {TIMED_STEPS} training steps after {WARMUP_STEPS} warm-up"
+                f"measured: median of {TIMED_STEPS} training steps after "
+                f"{WARMUP_STEPS} warm-up steps"
             )
         else:
             plan.seconds_per_iteration = float(time_per_iteration)
