@@ -286,9 +286,9 @@ def train(
     from dentpy.engine.sampling import PatchSampler
     from dentpy.engine.trainer import Trainer
     from dentpy.imbalance import class_voxel_counts, resolve_imbalance
+    from dentpy.inference_window import window_for
     from dentpy.lr_find import resolve_auto_lr
     from dentpy.optim import LRSchedule, build_optimizer
-    from dentpy.inference_window import window_for
     from dentpy.planning import resolve_auto
     from dentpy.preprocess import PreprocessPlan
     from dentpy.pretrained import load_pretrained
