@@ -16,7 +16,7 @@ percentile clip + z-score); what differs is how patches are drawn and augmented:
   a tio.Queue drawing patches with a tio.LabelSampler (foreground-centred patches with
   dentpy's foreground fraction), collated by a DataLoader.
 - dentpy: memory-mapped cache, numpy patch sampler, batch augmentation on the device
-  (dentpy.augment), channels_last_3d, as `dentpy train` does.
+  (dentpy.augment), the device's memory layout, as `dentpy train` does.
 
 All DataLoaders use num_workers=0: every arm gets the same cores.
 """
@@ -44,7 +44,13 @@ SAMPLES_PER_VOLUME = 10
 QUEUE_LENGTH = 300
 
 
-def build(device: torch.device, out_channels: int = 4, lr: float = 1e-3, seed: int = 0):
+def build(
+    device: torch.device,
+    out_channels: int = 4,
+    lr: float = 1e-3,
+    seed: int = 0,
+    channels: Sequence[int] = (16, 32, 64, 128),
+):
     """(model, loss, optimizer): the network, loss and optimizer every arm trains."""
     from monai.losses import DiceCELoss
 
@@ -52,7 +58,7 @@ def build(device: torch.device, out_channels: int = 4, lr: float = 1e-3, seed: i
     from dentpy.spec import Model
 
     torch.manual_seed(seed)
-    model = build_model(Model(channels=[16, 32, 64, 128], num_res_units=1), 1, out_channels)
+    model = build_model(Model(channels=list(channels), num_res_units=1), 1, out_channels)
     loss = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
     model = model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-5)
@@ -85,7 +91,10 @@ def arrays_of(cases) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def monai_batches(
-    arrays: Sequence[tuple[np.ndarray, np.ndarray]], patch: int, batch: int, seed: int = 0
+    arrays: Sequence[tuple[np.ndarray, np.ndarray]],
+    patch: int | Sequence[int],
+    batch: int,
+    seed: int = 0,
 ) -> Batches:
     """The MONAI tutorial pattern, endlessly (a new epoch when the loader is exhausted)."""
     from monai.data import DataLoader, Dataset
@@ -101,13 +110,12 @@ def monai_batches(
         SpatialPadd,
     )
 
+    size = (patch,) * 3 if isinstance(patch, int) else tuple(patch)
     keys = ["image", "label"]
     transforms = Compose(
         [
-            SpatialPadd(keys, spatial_size=(patch,) * 3),
-            RandCropByPosNegLabeld(
-                keys, "label", spatial_size=(patch,) * 3, pos=1, neg=1, num_samples=1
-            ),
+            SpatialPadd(keys, spatial_size=size),
+            RandCropByPosNegLabeld(keys, "label", spatial_size=size, pos=1, neg=1, num_samples=1),
             RandFlipd(keys, prob=0.5, spatial_axis=0),
             RandAffined(
                 keys,
@@ -134,7 +142,7 @@ def monai_batches(
 
 def torchio_batches(
     arrays: Sequence[tuple[np.ndarray, np.ndarray]],
-    patch: int,
+    patch: int | Sequence[int],
     batch: int,
     spacing_mm: float,
     n_classes: int,
@@ -157,7 +165,8 @@ def torchio_batches(
     preprocessing = [tio.ToCanonical(), tio.Resample(spacing_mm), tio.ZNormalization()]
     # Volumes smaller than a patch (the tiny profile is 48 voxels deep): padded to the
     # patch size, as the MONAI reference's SpatialPadd and dentpy's sampler do.
-    short = [max(0, patch - n) for n in arrays[0][0].shape]
+    size = (patch,) * 3 if isinstance(patch, int) else tuple(patch)
+    short = [max(0, p - n) for p, n in zip(size, arrays[0][0].shape, strict=True)]
     if any(short):
         padding = [p for n in short for p in (n // 2, n - n // 2)]
         preprocessing.append(tio.Pad(tuple(padding)))
@@ -172,7 +181,7 @@ def torchio_batches(
     # class, the rest on background.
     probabilities = {0: 1.0 - foreground_fraction}
     probabilities.update({c: foreground_fraction / n_classes for c in range(1, n_classes + 1)})
-    sampler = tio.LabelSampler(patch, label_name="label", label_probabilities=probabilities)
+    sampler = tio.LabelSampler(size, label_name="label", label_probabilities=probabilities)
     queue = tio.Queue(
         dataset,
         max_length=QUEUE_LENGTH,
@@ -197,6 +206,7 @@ def dentpy_batches(
 ) -> Batches:
     """dentpy's data path as `dentpy train` runs it (batches already on `device`)."""
     from dentpy.augment import BatchAugment
+    from dentpy.engine.device import memory_format_3d
     from dentpy.engine.sampling import PatchSampler
     from dentpy.spec import Augment
 
@@ -208,7 +218,7 @@ def dentpy_batches(
         image_t = torch.from_numpy(image).to(device, non_blocking=True)
         label_t = torch.from_numpy(label).to(device, non_blocking=True)
         image_t, label_t, _ = augment(image_t, label_t)
-        yield image_t.contiguous(memory_format=torch.channels_last_3d), label_t.long()
+        yield image_t.contiguous(memory_format=memory_format_3d(device)), label_t.long()
 
 
 def dice_per_class(prediction: np.ndarray, truth: np.ndarray, n_classes: int) -> list[float]:

@@ -1,6 +1,6 @@
-"""FLOPs of one training step (forward + backward) of the benchmark UNet, counted by
-torch.utils.flop_counter on the meta device (no computation), and the fraction of a GPU's
-dense bf16 peak that a measured throughput reaches.
+"""FLOPs of one training step (forward + backward) of a dentpy network (default: the
+benchmark UNet), counted by torch.utils.flop_counter on the meta device (no computation),
+and the fraction of a GPU's dense bf16 peak that a measured throughput reaches.
 
     python benchmarks/step_flops.py --patch 96 --batch 2 --samples-per-s 95.1 --gpu "H100 80GB HBM3"
 
@@ -33,44 +33,50 @@ def peak_tflops(gpu_name: str) -> float | None:
     return None
 
 
-def step_flops(patch: int, batch: int, channels: tuple[int, ...], out_channels: int) -> int:
-    """FLOPs of forward + backward of MONAI's UNet (the benchmarks' network) on one batch."""
+def step_flops(
+    patch: tuple[int, int, int],
+    batch: int,
+    channels: tuple[int, ...],
+    out_channels: int,
+    model: str = "unet",
+) -> int:
+    """FLOPs of forward + backward of one of dentpy's networks on one batch."""
     import torch
-    from monai.networks.nets import UNet
     from torch.utils.flop_counter import FlopCounterMode
 
+    from dentpy.models import build_model
+    from dentpy.spec import Model
+
     with torch.device("meta"):
-        model = UNet(
-            spatial_dims=3,
-            in_channels=1,
-            out_channels=out_channels,
-            channels=channels,
-            strides=(2,) * (len(channels) - 1),
-            num_res_units=1,
-            norm="instance",
-        )
-        image = torch.zeros(batch, 1, patch, patch, patch)
+        network = build_model(Model(name=model, channels=list(channels)), 1, out_channels)
+        image = torch.zeros(batch, 1, *patch)
     counter = FlopCounterMode(display=False)
     with counter:
-        model(image).float().sum().backward()
+        network(image).float().sum().backward()
     return int(counter.get_total_flops())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--patch", type=int, default=96)
+    parser.add_argument("--patch", default="96", help="N (cubic) or I,J,K voxels")
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--channels", default="16,32,64,128")
+    parser.add_argument("--model", default="unet", help="unet | basic_unet | segresnet")
     parser.add_argument("--out-channels", type=int, default=4)
     parser.add_argument("--samples-per-s", type=float, default=None, help="measured throughput")
     parser.add_argument("--gpu", default="", help="GPU name (default: this machine's, if any)")
     args = parser.parse_args()
     channels = tuple(int(c) for c in args.channels.split(","))
-    flops = step_flops(args.patch, args.batch, channels, args.out_channels)
+    sizes = [int(v) for v in args.patch.split(",")]
+    patch = (sizes * 3 if len(sizes) == 1 else sizes)[:3]
+    flops = step_flops(
+        (patch[0], patch[1], patch[2]), args.batch, channels, args.out_channels, args.model
+    )
     per_sample = flops / args.batch
     print(
-        f"UNet {list(channels)}, {args.patch}³, batch {args.batch}: {flops / 1e9:.1f} GFLOP "
-        f"per step (forward + backward), {per_sample / 1e9:.1f} GFLOP per sample"
+        f"{args.model} {list(channels)}, patch {patch}, batch {args.batch}: "
+        f"{flops / 1e9:.1f} GFLOP per step (forward + backward), "
+        f"{per_sample / 1e9:.1f} GFLOP per sample"
     )
     if args.samples_per_s is None:
         return

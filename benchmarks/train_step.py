@@ -10,13 +10,17 @@ The three pipelines (benchmarks/peers.py):
 - TorchIO: the TorchIO tutorial pattern (SubjectsDataset, per-volume preprocessing and
   augmentation, Queue + LabelSampler), a reconstruction, see benchmarks/peers.py.
 - dentpy: memory-mapped cache, numpy patch sampler, batch augmentation on the device
-  (dentpy.augment), the generic Trainer step, channels_last_3d.
+  (dentpy.augment), the generic Trainer step, the device's memory layout
+  (channels_last_3d on CPU, channels-first on CUDA: dentpy.engine.device).
 
 Each arm of each repeat runs in its own process (repeats interleaved, so machine noise hits
 every arm alike), which also gives each arm's peak RSS. Prints median samples/s of each
 over repeats and the ratios. Usage:
     python benchmarks/train_step.py [--steps 30] [--repeats 3] [--patch 64] [--batch 2]
         [--device auto|cpu|cuda] [--bf16] [--arms monai,torchio,dentpy]
+        [--channels 16,32,64,128] [--compile]
+The patch is N (cubic) or I,J,K; --compile runs the dentpy arm's network through
+torch.compile (3 more warm-up steps, its compilation left out of the timing).
 """
 
 from __future__ import annotations
@@ -64,9 +68,13 @@ def make_cases(n: int, tmp: Path, profile: str, write: bool = True):
 
 def measure(arm: str, cases, args, device: torch.device) -> float:
     """samples/s of one arm: `args.steps` timed steps after 2 warm-up steps."""
-    model, loss_fn, optimizer = peers.build(device, len(CLASS_IDS) + 1)
+    model, loss_fn, optimizer = peers.build(device, len(CLASS_IDS) + 1, channels=args.channels)
     if arm == "dentpy":
-        model = model.to(memory_format=torch.channels_last_3d)  # as dentpy.train does
+        from dentpy.engine.device import memory_format_3d
+
+        model = model.to(memory_format=memory_format_3d(device))  # as dentpy.train does
+        if args.compile:
+            model = torch.compile(model)
         batches = peers.dentpy_batches(cases, args.patch, args.batch, device, 0.5, [0, 1, 3, 2])
     elif arm == "monai":
         batches = peers.monai_batches(peers.arrays_of(cases), args.patch, args.batch)
@@ -79,8 +87,9 @@ def measure(arm: str, cases, args, device: torch.device) -> float:
             arrays, args.patch, args.batch, spacing, len(CLASS_IDS), foreground_fraction=0.5
         )
     start = 0.0
-    for i in range(args.steps + 2):
-        if i == 2:  # exclude warm-up steps
+    warmup = 2 + 3 * args.compile  # compiling traces the first steps (train mode, then more)
+    for i in range(args.steps + warmup):
+        if i == warmup:  # exclude warm-up steps
             peers.synchronize(device)
             start = time.perf_counter()
         image, label = next(batches)
@@ -94,6 +103,8 @@ def worker(args) -> None:
 
     device = choose_device(args.device)
     peers.AMP[0] = torch.bfloat16 if args.bf16 else None
+    args.patch = parse_sizes(args.patch, 3)
+    args.channels = parse_sizes(args.channels)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # every arm: fixed patch shapes
     cases = make_cases(args.cases, args.data, args.profile, write=False)
@@ -104,7 +115,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--patch", type=int, default=64)
+    parser.add_argument("--patch", default="64", help="N (cubic) or I,J,K voxels")
+    parser.add_argument("--channels", default="16,32,64,128", help="the UNet's widths")
+    parser.add_argument(
+        "--compile", action="store_true", help="torch.compile the dentpy arm's network"
+    )
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--cases", type=int, default=6)
     parser.add_argument(
@@ -133,14 +148,17 @@ def main() -> None:
     device = choose_device(args.device)
     print(
         f"device {device}{' ' + torch.cuda.get_device_name() if device.type == 'cuda' else ''}, "
-        f"{'bf16 autocast' if args.bf16 else 'fp32'}, patch {args.patch}³, "
+        f"{'bf16 autocast' if args.bf16 else 'fp32'}, patch {args.patch}, "
+        f"UNet {args.channels}{', dentpy compiled' if args.compile else ''}, "
         f"batch {args.batch}, {args.steps} timed steps x {args.repeats} repeats, "
         f"{args.profile} profile, one process per arm and repeat"
     )
     print(peers.machine_line())
-    passed = [f"--{k}={getattr(args, k)}" for k in ("steps", "patch", "batch", "cases")]
+    keys = ("steps", "patch", "batch", "cases", "channels")
+    passed = [f"--{k}={getattr(args, k)}" for k in keys]
     passed += [f"--profile={args.profile}", f"--device={args.device}"]
     passed += ["--bf16"] if args.bf16 else []
+    passed += ["--compile"] if args.compile else []
     rates: dict[str, list[float]] = {arm: [] for arm in arms}
     rss: dict[str, list[float]] = {arm: [] for arm in arms}
     with tempfile.TemporaryDirectory() as tmp:
@@ -163,13 +181,19 @@ def main() -> None:
             f"{NAMES[arm]:16s} median {medians[arm]:.2f} samples/s  (runs: {listed}; "
             f"peak RSS {max(rss[arm]):.0f} MiB)"
         )
-    if "dentpy" in medians:
+    if "dentpy" in medians and len(medians) > 1:
         ratios = [
             f"dentpy / {NAMES[arm].split()[0]}: {medians['dentpy'] / medians[arm]:.2f}x"
             for arm in arms
             if arm != "dentpy"
         ]
         print("ratio " + ", ".join(ratios))
+
+
+def parse_sizes(text: str, repeat: int = 1) -> tuple[int, ...]:
+    """'64' -> (64,) * repeat; '128,112,80' -> (128, 112, 80)."""
+    sizes = tuple(int(v) for v in text.split(","))
+    return sizes * repeat if len(sizes) == 1 else sizes
 
 
 def default_arms() -> list[str]:

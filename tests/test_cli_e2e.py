@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from dentpy.cli import app
@@ -62,6 +63,10 @@ def test_train_writes_an_inspectable_run_folder(workspace: Path) -> None:
     manifest = json.loads((run / "checkpoints" / "last.json").read_text())
     assert manifest["iteration"] == 4
     assert manifest["weights"].endswith(".safetensors")
+    peak = json.loads((run / "train_summary.json").read_text())["peak_memory_mib"]
+    # A process that imported torch and trained holds well over 100 MiB; no CUDA here.
+    assert peak["process_rss"] > 100, peak
+    assert peak["cuda_allocated"] is None or torch.cuda.is_available()
 
 
 def test_evaluate_reports_every_metric_with_definitions(workspace: Path) -> None:

@@ -49,6 +49,7 @@ def test_train_evaluate_predict_on_cuda_and_the_weights_agree_on_cpu(tmp_path: P
     run = tmp_path / "runs" / "ian-cbct"
     summary = json.loads((run / "train_summary.json").read_text())
     assert summary["device"].startswith("cuda"), summary
+    assert summary["peak_memory_mib"]["cuda_allocated"] > 0, summary
     invoke("evaluate", str(run))
     invoke("predict", str(run), str(tmp_path / "data" / "Dataset001_SynthCBCT" / "imagesTs"),
            "--out", str(tmp_path / "pred"))  # fmt: skip

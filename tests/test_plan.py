@@ -280,3 +280,28 @@ def test_commands_that_do_not_plan_refuse_auto_sizes_clearly(tmp_path: Path) -> 
     assert result.exit_code == 2
     assert "`dentpy describe` needs numbers for train.patch_size" in result.output
     assert "dentpy plan SPEC" in result.output
+
+
+def test_in_place_activations_are_not_counted_as_new_tensors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import torch
+
+    from dentpy.models import MODELS
+    from dentpy.planning.network import network_sizes
+
+    def probe(inplace: bool):
+        def factory(in_channels: int, out_channels: int, _dims: int, _cfg: object):
+            conv = torch.nn.Conv3d(in_channels, out_channels, 3, padding=1)
+            return torch.nn.Sequential(conv, torch.nn.ReLU(inplace=inplace))
+
+        return factory
+
+    items = {**MODELS._items, "probe_copy": probe(False), "probe_inplace": probe(True)}
+    monkeypatch.setattr(MODELS, "_items", items)
+    patch = (8, 8, 8)
+    copy = network_sizes("probe_copy", (4,), 0, 4, patch)
+    inplace = network_sizes("probe_inplace", (4,), 0, 4, patch)
+    voxels = 8 * 8 * 8
+    assert copy.activation_elements == 2 * 4 * voxels  # conv output + ReLU's new tensor
+    assert inplace.activation_elements == 4 * voxels  # ReLU writes into the conv output

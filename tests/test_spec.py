@@ -149,3 +149,13 @@ def test_precision_choice() -> None:
         with pytest.raises(SpecError) as error:
             choose_device("cuda")
         assert "no CUDA GPU is available" in error.value.what
+
+
+def test_memory_layout_is_each_devices_measured_winner() -> None:
+    import torch
+
+    from dentpy.engine.device import memory_format_3d
+
+    # docs/performance.md: channels_last_3d ~10% faster on CPU, 5-41% slower on an H100.
+    assert memory_format_3d(torch.device("cpu")) == torch.channels_last_3d
+    assert memory_format_3d(torch.device("cuda")) == torch.contiguous_format

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dentpy.data.split import check_split, split_by_patient
+from dentpy.engine.device import memory_format_3d
 from dentpy.engine.hooks import (
     BudgetHook,
     CheckpointHook,
@@ -377,10 +378,10 @@ def train(
             },
         )
 
-    # channels_last_3d: ~10% faster 3D convolutions on CPU (benchmarks/train_step.py).
     model = task.build_model(spec).to(device)
     pretrained = load_pretrained(model, spec)  # model.pretrained (dentpy.pretrained)
-    model = model.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
+    layout = memory_format_3d(device)  # channels_last_3d on CPU, channels-first on CUDA
+    model = model.to(memory_format=layout)  # type: ignore[call-overload]
     sampler: PatchSampler | PrefetchingSampler = PatchSampler(
         train_cases,
         spec.train.patch_size,
@@ -402,7 +403,7 @@ def train(
         image_t = torch.from_numpy(image).to(device, non_blocking=True)
         label_t = torch.from_numpy(label).to(device, non_blocking=True)
         image_t, label_t, _ = augment(image_t, label_t)
-        return image_t.contiguous(memory_format=torch.channels_last_3d), label_t
+        return image_t.contiguous(memory_format=layout), label_t
 
     # optimizer.lr: auto -> the LR range test on these very batches picks the LR first.
     resolve_auto_lr(
@@ -460,6 +461,8 @@ def train(
                 "world_size": distributed.world_size(),
                 "precision": str(amp_dtype or "fp32"),
                 "seconds": round(time.monotonic() - start, 1),
+                # Measured peaks, to set against plan.json's memory estimate.
+                "peak_memory_mib": peak_memory_mib(device),
                 "n_train_cases": len(train_cases),
                 "n_val_cases": len(val_cases),
                 "pretrained": pretrained,
@@ -470,3 +473,16 @@ def train(
         )
     )
     return run.root
+
+
+def peak_memory_mib(device: torch.device) -> dict[str, float | None]:
+    """This process's peak resident memory and, on CUDA, the peak memory torch allocated."""
+    import torch
+
+    from dentpy.planning.measure import peak_rss_bytes
+
+    cuda = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    return {
+        "process_rss": round(peak_rss_bytes() / 2**20, 1),
+        "cuda_allocated": None if cuda is None else round(cuda / 2**20, 1),
+    }

@@ -61,6 +61,8 @@ def _main(raw: str) -> None:
     device = torch.device(config["device"])
     if spec.constraints.threads:
         torch.set_num_threads(spec.constraints.threads)
+    if device.type == "cuda":  # as `dentpy train` runs (its autotuning workspaces count)
+        torch.backends.cudnn.benchmark = not spec.constraints.deterministic
     amp_dtype = autocast_dtype(device, spec.constraints.precision)
     seconds = training_steps(spec, config["out_channels"], device, amp_dtype, config["steps"])
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else peak_rss_bytes()

@@ -4,8 +4,15 @@ Calibration (benchmarks/plan_memory.py, CPU, torch 2.13, MONAI UNet, fp32): a pr
 running training steps holds ~500 MiB before any tensor (Python, torch, MONAI, dentpy,
 oneDNN), and each training sample costs ~2.8x the bytes of all layer outputs (autograd
 keeps them, plus skip-connection concatenations, residual sums, gradient buffers and
-channels-last reorders that have no module of their own). The CUDA numbers are the same
-model with the CUDA context instead of the process; they are not calibrated on a GPU yet.
+channels-last reorders that have no module of their own).
+
+CUDA (benchmarks/gpu_peak.py and plan_memory.py on an H100, torch 2.11, cuDNN autotuning
+on, channels-first, as `dentpy train` runs there): torch.cuda.max_memory_allocated was
+~1.05x the fp32 bytes of all layer outputs per sample under bf16 autocast (0.85-1.25 over
+MONAI UNet and BasicUNet, 96^3 to 144x112x80 and 128^3, batch 2 and 4) and 1.6-3.8x in
+fp32, where cuDNN's autotuning workspaces (which shrink to the memory that is free) make
+the peak of small networks. The CUDA context is not in max_memory_allocated; it is counted
+as a fixed overhead.
 """
 
 from __future__ import annotations
@@ -22,8 +29,11 @@ CPU_PROCESS_OVERHEAD = 500 * MIB
 # Not in torch.cuda.max_memory_allocated, but taken from the GPU: context and kernels.
 CUDA_CONTEXT_OVERHEAD = 600 * MIB
 ACTIVATION_FACTOR = 2.8
-# bf16 autocast: convolutions store 2-byte outputs, normalisations stay fp32 (assumption).
+# bf16 autocast on CPU: convolutions store 2-byte outputs, normalisations stay fp32
+# (an assumption: this project's CPUs have no native bf16, so it is not measured).
 BF16_ACTIVATION_SHARE = 0.6
+# CUDA, by precision: bytes kept per sample = factor x fp32 bytes of all layer outputs.
+CUDA_ACTIVATION_FACTOR = {"bf16": 1.05, "fp32": 2.0}
 # The loss works on fp32 logits: softmax, one-hot target, products and their gradients.
 LOSS_TENSORS_PER_LOGIT = 4
 # Optimizer state tensors per parameter (dentpy.optim names).
@@ -93,8 +103,11 @@ def estimate_memory(
     inputs: MemoryInputs,
 ) -> MemoryEstimate:
     voxels = patch[0] * patch[1] * patch[2]
-    activation_bytes = 4 * (BF16_ACTIVATION_SHARE if inputs.bf16 else 1.0)
-    activations = int(ACTIVATION_FACTOR * sizes.activation_elements * activation_bytes)
+    if inputs.device_type == "cuda":
+        factor = CUDA_ACTIVATION_FACTOR["bf16" if inputs.bf16 else "fp32"]
+    else:
+        factor = ACTIVATION_FACTOR * (BF16_ACTIVATION_SHARE if inputs.bf16 else 1.0)
+    activations = int(factor * sizes.activation_elements * 4)
     states = OPTIMIZER_STATES.get(inputs.optimizer, 2)
     # Weights, their gradients and the optimizer state, all fp32.
     weights = sizes.parameters * 4 * (2 + states)

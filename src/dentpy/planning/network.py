@@ -70,8 +70,14 @@ def network_sizes(
             outputs.append(output.numel())
 
     leaves = [m for m in model.modules() if not list(m.children())]
-    # Dropout with p=0 and Identity return their input: no new tensor to keep.
-    kept = [m for m in leaves if not isinstance(m, torch.nn.Dropout | torch.nn.Identity)]
+    # Dropout with p=0 and Identity return their input, and in-place activations (BasicUNet's
+    # LeakyReLU) write into it: no new tensor to keep.
+    kept = [
+        m
+        for m in leaves
+        if not isinstance(m, torch.nn.Dropout | torch.nn.Identity)
+        and not getattr(m, "inplace", False)
+    ]
     handles = [m.register_forward_hook(record) for m in kept]
     try:
         with torch.no_grad():

@@ -8,6 +8,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from dentpy.engine.device import memory_format_3d
+
 if TYPE_CHECKING:
     import torch
 
@@ -21,8 +23,13 @@ def training_steps(
     amp_dtype: torch.dtype | None,
     steps: int,
     warmup: int = 1,
+    channels_last: bool | None = None,
+    compile_model: bool = False,
 ) -> list[float]:
-    """Seconds of each of `steps` training steps, after `warmup` untimed ones."""
+    """Seconds of each of `steps` training steps, after `warmup` untimed ones.
+
+    `channels_last` (None: the device's layout, as the trainer uses) and `compile_model`
+    are what benchmarks/gpu_peak.py compares; the trainer runs in eager mode."""
     import contextlib
 
     import torch
@@ -35,7 +42,12 @@ def training_steps(
     task = SegmentationTask(names, tuple((i,) for i in range(1, out_channels)))
     generator = torch.Generator().manual_seed(spec.train.seed)
     model = task.build_model(spec).to(device)
-    model = model.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
+    if channels_last is None:
+        layout = memory_format_3d(device)
+    else:
+        layout = torch.channels_last_3d if channels_last else torch.contiguous_format
+    model = model.to(memory_format=layout)  # type: ignore[call-overload]
+    network = torch.compile(model) if compile_model else model
     loss_fn = task.build_loss(spec)
     optimizer = build_optimizer(model.parameters(), spec.optimizer)
     shape = (spec.train.batch_size, 1, *spec.train.patch_size)
@@ -56,10 +68,10 @@ def training_steps(
             torch.cuda.synchronize()
         started = time.perf_counter()
         image, label, _ = augment(batch, labels)
-        image = image.contiguous(memory_format=torch.channels_last_3d)
+        image = image.contiguous(memory_format=layout)
         optimizer.zero_grad(set_to_none=True)
         with autocast():
-            logits = model(image)
+            logits = network(image)
         loss = loss_fn(logits.float(), label)
         loss.backward()
         if spec.optimizer.grad_clip_norm:

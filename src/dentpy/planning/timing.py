@@ -48,8 +48,10 @@ def seconds_per_validation(
     shapes: Sequence[Sequence[int]],
 ) -> float:
     """Seconds of one validation of cases of these network-space `shapes`: one prediction
-    of the largest (the spec's window, `train.sw_window`; its first call, so allocation
-    is included), scaled to all cases by their voxels."""
+    of the largest (the spec's window, `train.sw_window`), scaled to all cases by their
+    voxels. On CPU the first call is timed (allocation included). On CUDA a first, untimed
+    call comes before: cuDNN's autotuning of each new shape made the first call ~10 s on
+    an H100, where later validations take a fraction of that."""
     import math
 
     import numpy as np
@@ -69,6 +71,8 @@ def seconds_per_validation(
         torch.random.set_rng_state(state)
     largest = max(shapes, key=math.prod)
     image = np.random.default_rng(0).standard_normal(tuple(largest)).astype(np.float32)
+    if device.type == "cuda":
+        network_probabilities(model, image, spec, out_channels, device, amp_dtype).cpu()
     started = time.perf_counter()
     probabilities = network_probabilities(model, image, spec, out_channels, device, amp_dtype)
     probabilities.argmax(0).cpu()

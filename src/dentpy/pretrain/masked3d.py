@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from dentpy.engine.device import memory_format_3d
 from dentpy.engine.sampling import crop_padded
 from dentpy.pretrain.loop import LossLog, fit
 from dentpy.pretrain.masking import batch_mask, masked_mse
@@ -111,8 +112,8 @@ def pretrain_masked(
     batch = cfg.batch_size or spec.train.batch_size
     torch.manual_seed(cfg.seed)
     model = build_model(spec.model, in_channels=1, out_channels=1).to(device)
-    # channels_last_3d: ~10% faster 3D convolutions on CPU, as in `dentpy train`.
-    model = model.to(memory_format=torch.channels_last_3d)
+    layout = memory_format_3d(device)  # as in `dentpy train`
+    model = model.to(memory_format=layout)
     sampler = VolumePatchSampler(volumes, patch, batch, seed=cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed + 1)
 
@@ -120,7 +121,7 @@ def pretrain_masked(
         model.train()
         image = torch.from_numpy(sampler.next_batch()).to(device)
         corrupted, mask = corrupt(image, spec, generator)
-        prediction = model(corrupted.contiguous(memory_format=torch.channels_last_3d))
+        prediction = model(corrupted.contiguous(memory_format=layout))
         return masked_mse(prediction, image, mask)
 
     log = fit(

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dentpy.engine.device import memory_format_3d
 from dentpy.errors import SpecError
 from dentpy.semi.labeled_fraction import UNLABELED_SPLIT, hide_labels
 
@@ -160,7 +161,7 @@ def paired_views(
         second.update({key: first[key] for key in GEOMETRIC})
         student, _ = noise.apply(x, blank, first)
         teacher, _ = noise.apply(x, blank, second)
-        fmt = torch.channels_last_3d
+        fmt = memory_format_3d(device)
         return student.contiguous(memory_format=fmt), teacher.contiguous(memory_format=fmt)
 
     return views
