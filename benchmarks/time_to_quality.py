@@ -4,8 +4,9 @@ Pulp segmentation (`pulp-cbct` template) on synthetic CBCT (`ci` profile, 0.6 mm
 split (dentpy's own, by patient), three arms, each in its own process, one after another:
 
 - dentpy:  `dentpy train` through its CLI with constraints.time_budget_minutes and
-           `train.iterations: auto` (the planner times a step and fits the schedule to
-           80% of the budget), as docs/planning.md tells a user with a time budget to do;
+           `train.iterations: auto` (the planner times a step and a validation and fits
+           the schedule to 95% of the budget), as docs/planning.md tells a user with a
+           time budget to do;
            its own recipe: Dice+CE, AdamW with warm-up + cosine decay, batch augmentation;
 - monai:   the MONAI tutorial training loop (benchmarks/peers.py);
 - torchio: the TorchIO tutorial training loop (a reconstruction, benchmarks/peers.py).

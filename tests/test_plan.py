@@ -305,3 +305,21 @@ def test_in_place_activations_are_not_counted_as_new_tensors(
     voxels = 8 * 8 * 8
     assert copy.activation_elements == 2 * 4 * voxels  # conv output + ReLU's new tensor
     assert inplace.activation_elements == 4 * voxels  # ReLU writes into the conv output
+
+
+def test_train_reports_its_peak_memory_next_to_the_plans_estimate() -> None:
+    from dentpy.train import peak_memory_line
+
+    plan = {"auto_plan": {"memory_estimate": {"peak_mib": 1624.0, "process_overhead": 500.0}}}
+    cpu = {"peak_memory_mib": {"process_rss": 1522.4, "cuda_allocated": None}}
+    assert peak_memory_line(cpu, plan) == (
+        "peak memory 1522 MiB (process RSS) (the plan estimated 1624 MiB)"
+    )
+    assert peak_memory_line(cpu, {}) == "peak memory 1522 MiB (process RSS)"
+    cuda = {"peak_memory_mib": {"process_rss": 2361.0, "cuda_allocated": 852.3}}
+    plan["auto_plan"]["memory_estimate"]["process_overhead"] = 600.0
+    assert peak_memory_line(cuda, plan) == (
+        "peak GPU memory 852 MiB allocated by torch "
+        "(the plan estimated 1024 MiB without the CUDA context)"
+    )
+    assert peak_memory_line({"iterations": 4}, plan) is None  # runs from before this field

@@ -427,6 +427,7 @@ def train(
     plan, training log, TensorBoard, checkpoints)."""
     from dentpy.engine import distributed
     from dentpy.spec import load_spec
+    from dentpy.train import peak_memory_line
     from dentpy.train import train as run_training
 
     spec_path = spec / "spec.yaml" if spec.is_dir() else spec
@@ -459,6 +460,11 @@ def train(
         f"after {summary['iterations']} iterations ({summary['seconds']} s on "
         f"{summary['device']})\n  next: dentpy evaluate {out}"
     )
+    plan_file = out / "plan.json"
+    plan = json.loads(plan_file.read_text()) if plan_file.is_file() else {}
+    memory = peak_memory_line(summary, plan)
+    if memory:
+        typer.echo(f"  {memory}")
     if summary.get("pretrained"):
         pre = summary["pretrained"]
         typer.echo(

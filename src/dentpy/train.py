@@ -486,3 +486,22 @@ def peak_memory_mib(device: torch.device) -> dict[str, float | None]:
         "process_rss": round(peak_rss_bytes() / 2**20, 1),
         "cuda_allocated": None if cuda is None else round(cuda / 2**20, 1),
     }
+
+
+def peak_memory_line(summary: dict[str, Any], plan: dict[str, Any]) -> str | None:
+    """What `dentpy train` prints about memory: the measured peak and, when `dentpy plan`
+    chose the sizes, its estimate of the same quantity, so a user sees whether it held."""
+    peak = summary.get("peak_memory_mib")
+    if not peak:
+        return None  # a run folder written before peaks were recorded
+    estimate = (plan.get("auto_plan") or {}).get("memory_estimate")
+    if peak.get("cuda_allocated") is not None:
+        line = f"peak GPU memory {peak['cuda_allocated']:.0f} MiB allocated by torch"
+        if estimate:  # torch's allocations do not include the CUDA context
+            planned = estimate["peak_mib"] - estimate["process_overhead"]
+            line += f" (the plan estimated {planned:.0f} MiB without the CUDA context)"
+        return line
+    line = f"peak memory {peak['process_rss']:.0f} MiB (process RSS)"
+    if estimate:
+        line += f" (the plan estimated {estimate['peak_mib']:.0f} MiB)"
+    return line
