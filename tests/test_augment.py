@@ -68,3 +68,25 @@ def test_flip_table_is_an_involution(names: list[str]) -> None:
     table = side_swap_table(names)
     assert table is not None
     assert [table[t] for t in table] == list(range(len(names) + 1))
+
+
+def test_a_shrunk_patch_repeats_its_edges_instead_of_a_dark_frame() -> None:
+    # Bright edges, dark centre: a fill with the minimum would put the dark value into the
+    # frame that zooming out exposes, and a zero-filled label would mark it background.
+    axis = torch.linspace(-1, 1, 16).abs()
+    image = torch.maximum(axis.view(-1, 1, 1), axis.view(1, -1, 1)).expand(16, 16, 16)
+    image = image.reshape(1, 1, 16, 16, 16).contiguous() + 1.0
+    label = torch.ones(1, 1, 16, 16, 16, dtype=torch.uint8)
+    aug = BatchAugment(Augment(probability=1.0), None, torch.device("cpu"), seed=0)
+    params = aug.draw(1)
+    params["spatial"] = torch.tensor([True])
+    params["angles"] = torch.zeros(1, 3)
+    params["scale"] = torch.tensor([0.7])  # zoom out: the patch samples past its edges
+    for key in ("intensity", "gamma_on"):
+        params[key] = torch.tensor([False])
+    params["noise"] = torch.zeros(1)
+    out_image, out_label = aug.apply(image, label, params)
+    assert bool((out_label == 1).all())
+    # The exposed frame keeps the edges' brightness (~2), never the centre's (~1).
+    assert float(out_image[0, 0, 0, 0, 0]) > 1.9
+    assert float(out_image[0, 0, :, :, 8].amin()) > 1.0

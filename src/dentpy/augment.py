@@ -100,11 +100,16 @@ class BatchAugment:
             identity = torch.eye(3, 4).expand_as(theta).to(image.device)
             theta = torch.where(spatial.view(-1, 1, 1).to(image.device), theta, identity)
             grid = F.affine_grid(theta, list(image.shape), align_corners=False)
-            fill = image.amin(dim=(1, 2, 3, 4), keepdim=True)
-            image = F.grid_sample(image - fill, grid, mode="bilinear", align_corners=False) + fill
-            label = F.grid_sample(label.float(), grid, mode="nearest", align_corners=False).to(
-                label.dtype
+            # Where the rotated or shrunk patch reaches past its edges, the edge voxels are
+            # repeated, in the image and the label alike (as MONAI's RandAffined with
+            # padding_mode="border" and dentpy.augment2d do). Filling with the minimum, as
+            # before, drew a dark frame with hard edges into up to a quarter of the patch.
+            image = F.grid_sample(
+                image, grid, mode="bilinear", padding_mode="border", align_corners=False
             )
+            label = F.grid_sample(
+                label.float(), grid, mode="nearest", padding_mode="border", align_corners=False
+            ).to(label.dtype)
         shape = (-1, 1, 1, 1, 1)
         on = params["intensity"].to(image.device).view(shape)
         gain = params["gain"].to(image.device).view(shape)
