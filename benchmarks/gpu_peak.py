@@ -83,10 +83,16 @@ def estimated_bytes(spec, bf16: bool, device: torch.device) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS)
-    parser.add_argument("--steps", type=int, default=15)
-    parser.add_argument("--warmup", type=int, default=3)
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        default=DEFAULT_CONFIGS,
+        help="MODEL:WIDTHS:PATCH:BATCH, PATCH being N or IxJxK (default: the planned UNet, "
+        "the benchmark UNet, BasicUNet at batch 2 and 4)",
+    )
+    parser.add_argument("--steps", type=int, default=15, help="timed steps per variant")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     parser.add_argument(
         "--compile-configs",
         type=int,
