@@ -217,6 +217,48 @@ def test_auto_sizes_train_end_to_end(workspace: Path) -> None:
 
 
 @pytest.mark.slow
+def test_budget_planned_iterations_are_re_planned_from_the_measured_pace(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dentpy.planning.timing as timing
+
+    measured = timing.seconds_per_iteration
+
+    def slow_timing(*args: object, **kwargs: object) -> float:
+        # The planner's few timed steps ran 4x slower than training will (a busy moment
+        # on a shared machine): it plans too few iterations, and the pacer must add them.
+        return 4 * measured(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(timing, "seconds_per_iteration", slow_timing)
+    runs = workspace / "paced-runs"
+    output = invoke(
+        "train",
+        str(workspace / "spec.yaml"),
+        "train.iterations=auto",
+        "train.validate_every=10",
+        "train.patch_size=auto",
+        "train.batch_size=auto",
+        "model.channels=auto",
+        "constraints.memory_limit_gb=0.62",
+        "constraints.time_budget_minutes=0.4",
+        "--runs",
+        str(runs),
+        "--no-progress",
+    )
+    run = next(runs.iterdir())
+    planned = json.loads((run / "plan.json").read_text())["auto_plan"]["chosen"]["train.iterations"]
+    summary = json.loads((run / "train_summary.json").read_text())
+    pacing = summary["pacing"]
+    assert pacing["planned_iterations"] == planned
+    assert pacing["replans"] and pacing["replans"][0]["new_total"] > planned
+    final = pacing["replans"][-1]["new_total"]
+    # The run's spec.yaml holds the moved end, so --resume continues to it.
+    assert yaml.safe_load((run / "spec.yaml").read_text())["train"]["iterations"] == final
+    assert planned < summary["iterations"] <= final
+    assert f"the plan's {planned} iterations became {final}" in output
+
+
+@pytest.mark.slow
 def test_plan_command_writes_json_and_refuses_to_overwrite(workspace: Path) -> None:
     out = workspace / "plan.json"
     args = ["plan", str(workspace / "spec.yaml"), "--memory-gb", "0.62", "--out", str(out)]

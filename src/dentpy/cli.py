@@ -427,7 +427,7 @@ def train(
     plan, training log, TensorBoard, checkpoints)."""
     from dentpy.engine import distributed
     from dentpy.spec import load_spec
-    from dentpy.train import peak_memory_line
+    from dentpy.train import pacing_line, peak_memory_line
     from dentpy.train import train as run_training
 
     spec_path = spec / "spec.yaml" if spec.is_dir() else spec
@@ -462,9 +462,9 @@ def train(
     )
     plan_file = out / "plan.json"
     plan = json.loads(plan_file.read_text()) if plan_file.is_file() else {}
-    memory = peak_memory_line(summary, plan)
-    if memory:
-        typer.echo(f"  {memory}")
+    for line in (pacing_line(summary), peak_memory_line(summary, plan)):
+        if line:
+            typer.echo(f"  {line}")
     if summary.get("pretrained"):
         pre = summary["pretrained"]
         typer.echo(

@@ -171,6 +171,7 @@ class LRSchedule:
     def __init__(self, optimizer: torch.optim.Optimizer, cfg: Schedule, total: int) -> None:
         self.optimizer = optimizer
         self.cfg = cfg
+        self.total = total
         self.factor = SCHEDULES.get(cfg.name)(total, cfg.warmup_iterations, cfg)
         self.base_lrs = [float(group["lr"]) for group in optimizer.param_groups]
         self.iteration = 0
@@ -187,6 +188,13 @@ class LRSchedule:
     @property
     def lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
+
+    def set_total(self, total: int) -> None:
+        """Move the schedule's end to `total` iterations (time-budget pacing): the decay
+        continues from the current iteration along the curve of the new length."""
+        self.total = total
+        self.factor = SCHEDULES.get(self.cfg.name)(total, self.cfg.warmup_iterations, self.cfg)
+        self._apply()
 
     def step(self) -> None:
         self.iteration += 1

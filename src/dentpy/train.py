@@ -27,6 +27,7 @@ from dentpy.engine.hooks import (
     restore,
     seed_everything,
 )
+from dentpy.engine.pacing import PaceHook
 from dentpy.engine.run import RunFolder
 from dentpy.errors import CheckpointError, SpecError
 
@@ -40,10 +41,14 @@ if TYPE_CHECKING:
     from dentpy.tasks.segmentation import SegmentationTask
 
 
-def write_json(path: Path, data: Any) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
+    tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2))
 
 
 def _data_digest(dataset: Dataset) -> str:
@@ -200,10 +205,13 @@ def fit_with_hooks(
     resume: bool,
     show_progress: bool,
     extra: dict[str, Any] | None = None,
+    pace: bool = False,
 ) -> TrainingSetup:
     """Run `trainer` to `train.iterations` with logging, checkpoints (best on validation),
     the time budget and a progress bar; with `resume`, from the last checkpoint first.
-    `extra`: further stateful parts the checkpoints must hold (see TrainingSetup)."""
+    `extra`: further stateful parts the checkpoints must hold (see TrainingSetup).
+    `pace`: the iterations were planned from the time budget; re-plan them from the
+    measured pace while training (dentpy.engine.pacing)."""
     from dentpy.engine import distributed
     from dentpy.engine.progress import ProgressHook
 
@@ -226,9 +234,13 @@ def fit_with_hooks(
         start,
         agree=distributed.any_rank if distributed.active() else None,
     )
+    pacer = (
+        pace_hook(setup, progress, start) if pace and spec.constraints.time_budget_minutes else None
+    )
     trainer.hooks = [
         *([log] if log else []),
         CheckpointHook(setup),
+        *([pacer] if pacer else []),
         budget,
         progress,
     ]
@@ -240,8 +252,35 @@ def fit_with_hooks(
     finally:
         if log:
             log.close()
+    if pacer:
+        setup.pacing = pacer.summary()
     distributed.barrier()  # rank 0's last checkpoint is complete before any rank reads it
     return setup
+
+
+def pace_hook(setup: TrainingSetup, progress: Any, start: float) -> PaceHook:
+    """A PaceHook that moves the end of `setup`'s training: trainer, LR schedule, progress
+    bar, and the run's spec.yaml, so that --resume continues to the moved end."""
+    from dentpy.engine import distributed
+
+    spec = setup.spec
+    minutes = float(spec.constraints.time_budget_minutes or 0)
+
+    def move_end(trainer: Any, total: int) -> None:
+        trainer.total_iterations = total
+        trainer.schedule.set_total(total)
+        progress.set_total(total)
+        spec.train.iterations = total
+        if distributed.is_main():
+            write_text_atomic(setup.run.spec, spec.to_yaml())
+
+    return PaceHook(
+        deadline=start + 60 * minutes,
+        budget_seconds=60 * minutes,
+        planned=int(spec.train.iterations),
+        apply=move_end,
+        share=distributed.broadcast_from_main,
+    )
 
 
 def resolve_run_dir(spec: Spec, run_dir: Path | None, resume: bool) -> RunFolder:
@@ -307,6 +346,15 @@ def train(
 
         return train_detection(spec, run_dir, resume, show_progress)
     start = time.monotonic()
+    # Iterations planned from the time budget are re-planned from the measured pace while
+    # training; not on resume (the run keeps the end it had), nor for semi-supervised
+    # paradigms, whose ramp-ups and rounds are laid out over the planned iterations.
+    pace = (
+        not resume
+        and spec.train.iterations == "auto"
+        and bool(spec.constraints.time_budget_minutes)
+        and spec.paradigm.kind == "supervised"
+    )
     run = resolve_run_dir(spec, run_dir, resume)
     if resume:
         check_resume_spec(spec, run)
@@ -444,6 +492,7 @@ def train(
             resume,
             show_progress,
             extra=semi.extra if semi else None,
+            pace=pace,
         )
     finally:
         if isinstance(sampler, PrefetchingSampler):
@@ -467,6 +516,7 @@ def train(
                 "n_val_cases": len(val_cases),
                 "pretrained": pretrained,
                 "imbalance": imbalance.to_dict(),
+                **({"pacing": setup.pacing} if setup.pacing else {}),
                 **({"semi_supervised": semi.summary()} if semi else {}),
             },
             indent=2,
@@ -486,6 +536,19 @@ def peak_memory_mib(device: torch.device) -> dict[str, float | None]:
         "process_rss": round(peak_rss_bytes() / 2**20, 1),
         "cuda_allocated": None if cuda is None else round(cuda / 2**20, 1),
     }
+
+
+def pacing_line(summary: dict[str, Any]) -> str | None:
+    """What `dentpy train` prints when the time budget's iterations were re-planned."""
+    pacing = summary.get("pacing")
+    if not pacing or not pacing["replans"]:
+        return None
+    last = pacing["replans"][-1]
+    return (
+        f"time budget: the plan's {pacing['planned_iterations']} iterations became "
+        f"{last['new_total']}, re-planned from the measured "
+        f"{last['seconds_per_iteration']:.3g} s per iteration (validation included)"
+    )
 
 
 def peak_memory_line(summary: dict[str, Any], plan: dict[str, Any]) -> str | None:

@@ -34,6 +34,8 @@ class TrainingSetup:
     # Further stateful parts (state_dict/load_state_dict) an exact resume needs, by name,
     # e.g. a Mean Teacher's EMA weights or a second sampler for unlabelled data.
     extra: dict[str, Any] = field(default_factory=dict)
+    # Time-budget pacing (dentpy.engine.pacing): planned iterations and re-plans, if paced.
+    pacing: dict[str, Any] | None = None
 
 
 def seed_everything(seed: int) -> None:

@@ -42,6 +42,10 @@ class ProgressHook:
     def __exit__(self, *exc: Any) -> None:
         self.progress.__exit__(*exc)
 
+    def set_total(self, total: int) -> None:
+        """The run's end moved (time-budget pacing)."""
+        self.progress.update(self.task, total=total)
+
     def on_iteration_end(self, trainer: Any, loss: float) -> None:
         self.smoothed = loss if self.smoothed is None else 0.9 * self.smoothed + 0.1 * loss
         self.progress.update(self.task, completed=trainer.iteration, loss=f"{self.smoothed:.3f}")

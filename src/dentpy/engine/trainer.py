@@ -55,6 +55,8 @@ class Trainer:
     reduce_loss: Callable[[float], float] | None = None
     hooks: list[Any] = field(default_factory=list)
     iteration: int = 0
+    # Where fit() ends; a hook may move it while training (dentpy.engine.pacing).
+    total_iterations: int = 0
     should_stop: bool = False
 
     def _batch_loss(self) -> torch.Tensor:
@@ -108,12 +110,13 @@ class Trainer:
         return self.reduce_loss(mean) if self.reduce_loss is not None else mean
 
     def fit(self, total_iterations: int, validate_every: int) -> None:
+        self.total_iterations = total_iterations
         validated_at = self.iteration
-        while self.iteration < total_iterations and not self.should_stop:
+        while self.iteration < self.total_iterations and not self.should_stop:
             loss = self.train_step()
             for hook in self.hooks:
                 hook.on_iteration_end(self, loss)
-            if self.iteration % validate_every == 0 or self.iteration == total_iterations:
+            if self.iteration % validate_every == 0 or self.iteration == self.total_iterations:
                 self.run_validation()
                 validated_at = self.iteration
         if validated_at != self.iteration:
