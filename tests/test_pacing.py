@@ -77,23 +77,25 @@ def test_a_run_ends_near_its_budget_whatever_the_real_pace(seconds_per_step: flo
         assert first["seconds_per_iteration"] == pytest.approx(seconds_per_step)
 
 
-def test_validation_time_is_measured_and_kept_free_at_the_end() -> None:
+def test_the_pace_is_that_of_the_last_window_and_validation_time_is_kept_free() -> None:
     clock = FakeClock()
     trainer = FakeTrainer(total_iterations=100)
     hook = PaceHook(
         deadline=200.0, budget_seconds=200.0, planned=100, apply=lambda t, n: None, clock=clock
     )
     for step in range(1, 31):
-        clock.now += 1.0
+        clock.now += 1.0 if step <= 10 else 1.5  # steps slow down after iteration 10
         trainer.iteration = step
         hook.on_iteration_end(trainer, 0.0)  # type: ignore[arg-type]
-        if step == 5:
+        if step == 20:
             clock.now += 20.0  # a 20 s validation
             hook.on_validation_end(trainer, {})  # type: ignore[arg-type]
-    replan = hook.replans[-1]
-    # At iteration 30 (t = 50 s): pace (50 - 1) / 29; left 200 - 50 - 20 - 2 = 128 s.
-    assert replan.at_iteration == 30
-    assert replan.new_total == 30 + int(128 / (49 / 29))
+    first, second = hook.replans
+    assert first.at_iteration == 10 and first.seconds_per_iteration == pytest.approx(1.0)
+    # Iterations 10-30 (t = 10 to 60 s): (60 - 10) / 20 = 2.5 s each, the validation
+    # included; left: 200 - 60 s, less one validation (20 s) and 1% of the budget (2 s).
+    assert second.at_iteration == 30 and second.seconds_per_iteration == pytest.approx(2.5)
+    assert second.new_total == 30 + int(118 / 2.5)
 
 
 def test_rank_zero_decides_through_share() -> None:
