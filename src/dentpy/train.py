@@ -234,9 +234,7 @@ def fit_with_hooks(
         start,
         agree=distributed.any_rank if distributed.active() else None,
     )
-    pacer = (
-        pace_hook(setup, progress, start) if pace and spec.constraints.time_budget_minutes else None
-    )
+    pacer = pace_hook(setup, progress, budget.deadline) if pace and budget.deadline else None
     trainer.hooks = [
         *([log] if log else []),
         CheckpointHook(setup),
@@ -258,9 +256,10 @@ def fit_with_hooks(
     return setup
 
 
-def pace_hook(setup: TrainingSetup, progress: Any, start: float) -> PaceHook:
-    """A PaceHook that moves the end of `setup`'s training: trainer, LR schedule, progress
-    bar, and the run's spec.yaml, so that --resume continues to the moved end."""
+def pace_hook(setup: TrainingSetup, progress: Any, deadline: float) -> PaceHook:
+    """A PaceHook aiming at the budget's `deadline` (the BudgetHook's) that moves the end of
+    `setup`'s training: trainer, LR schedule, progress bar, and the run's spec.yaml, so that
+    --resume continues to the moved end."""
     from dentpy.engine import distributed
 
     spec = setup.spec
@@ -275,7 +274,7 @@ def pace_hook(setup: TrainingSetup, progress: Any, start: float) -> PaceHook:
             write_text_atomic(setup.run.spec, spec.to_yaml())
 
     return PaceHook(
-        deadline=start + 60 * minutes,
+        deadline=deadline,
         budget_seconds=60 * minutes,
         planned=int(spec.train.iterations),
         apply=move_end,
