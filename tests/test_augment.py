@@ -90,3 +90,13 @@ def test_a_shrunk_patch_repeats_its_edges_instead_of_a_dark_frame() -> None:
     # The exposed frame keeps the edges' brightness (~2), never the centre's (~1).
     assert float(out_image[0, 0, 0, 0, 0]) > 1.9
     assert float(out_image[0, 0, :, :, 8].amin()) > 1.0
+
+
+def test_noise_std_is_drawn_half_normally_as_the_spec_says() -> None:
+    # The spec documents std = |N(0, 1)| x noise_std (not MONAI's uniform [0, std]): mean
+    # noise_std * sqrt(2 / pi), and about a third of the patches above noise_std.
+    aug = BatchAugment(Augment(noise_std=0.05), None, torch.device("cpu"), seed=0)
+    drawn = aug.draw(20000)["noise"]
+    assert bool((drawn >= 0).all())
+    assert abs(float(drawn.mean()) - 0.05 * np.sqrt(2 / np.pi)) < 0.001
+    assert 0.29 < float((drawn > 0.05).float().mean()) < 0.345
