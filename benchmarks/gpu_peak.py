@@ -4,11 +4,12 @@ settings win on this device?
 For each network configuration (dentpy's model registry, patch, batch) it times real
 training steps as `dentpy train` runs them (dentpy.planning.steps: batch augmentation on
 the device, autocast, fp32 Dice+CE loss, gradient clipping, AdamW; random data, so the
-data path is left out: benchmarks/train_step.py measures that) in four variants:
+data path is left out: benchmarks/train_step.py measures that) in five variants:
 
     fp32                      channels-first, no autocast
-    bf16                      channels-first, bf16 autocast
-    bf16 + channels_last_3d   what dentpy trains with today
+    fp32 + channels_last_3d   what dentpy trains with on a CPU without native bf16
+    bf16                      channels-first, bf16 autocast (what dentpy trains with on CUDA)
+    bf16 + channels_last_3d   what dentpy trains with on a CPU with native bf16
     bf16 + cl + compile       torch.compile'd network (compilation left out of the timing)
 
 and prints the median step time, samples/s, TFLOP/s from the counted FLOPs
@@ -43,6 +44,7 @@ DEFAULT_CONFIGS = [
 ]
 VARIANTS = (  # (name, autocast, channels_last, compile)
     ("fp32", False, False, False),
+    ("fp32+cl", False, True, False),
     ("bf16", True, False, False),
     ("bf16+cl", True, True, False),
     ("bf16+cl+compile", True, True, True),
