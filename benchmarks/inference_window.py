@@ -40,6 +40,7 @@ def configurations(
         (f"{p}^3 overlap 0.25", lambda s: (patch, 0.25, False)),
         (f"{int(1.5 * p)}^3 overlap 0.25", lambda s: ((int(1.5 * p),) * 3, 0.25, False)),
         ("dentpy sw_window: auto", lambda s: (*auto(s), False)),
+        ("dentpy sw_window: auto, channels_last", lambda s: (*auto(s), True)),
     ]
 
 
@@ -114,7 +115,7 @@ def main() -> None:
         median = statistics.median(seconds[name])
         per_case = " ".join(f"{d:.4f}" for d in dice[name])
         print(
-            f"{name:34s} median {median:.3f} s  speed-up {base / median:.2f}x  "
+            f"{name:38s} median {median:.3f} s  speed-up {base / median:.2f}x  "
             f"Dice {np.mean(dice[name]):.4f} ({per_case})"
         )
 
