@@ -365,3 +365,4 @@ if __name__ == "__main__":  # the torchrun worker for the equivalence test
     from dentpy.engine import distributed
 
     distributed.leave()
+    distributed.end_process()  # as `dentpy train` ends its ranks (a gloo teardown can abort)

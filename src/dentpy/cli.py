@@ -427,7 +427,6 @@ def train(
     plan, training log, TensorBoard, checkpoints)."""
     from dentpy.engine import distributed
     from dentpy.spec import load_spec
-    from dentpy.train import pacing_line, peak_memory_line
     from dentpy.train import train as run_training
 
     spec_path = spec / "spec.yaml" if spec.is_dir() else spec
@@ -450,9 +449,19 @@ def train(
     run_dir = spec if spec.is_dir() else runs / loaded.name
     main = distributed.launched_rank() == 0
     out = run_training(loaded, run_dir=run_dir, resume=resume, show_progress=progress and main)
+    several = distributed.active()
     distributed.leave()
     if not main:
-        return  # rank 0 reports and syncs the trackers
+        distributed.end_process()  # rank 0 reports and syncs the trackers
+    _report_training(out)
+    if several:
+        distributed.end_process()
+
+
+def _report_training(out: Path) -> None:
+    """What `dentpy train` prints when a run ends, and the trackers' sync."""
+    from dentpy.train import pacing_line, peak_memory_line
+
     summary = json.loads((out / "train_summary.json").read_text())
     typer.echo(
         f"run folder: {out}\n  best validation {summary.get('selected_by', 'Dice')} "

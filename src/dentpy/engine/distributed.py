@@ -22,7 +22,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from dentpy.errors import SpecError
 
@@ -153,6 +153,22 @@ def leave() -> None:
 
     if active():
         dist.destroy_process_group()
+
+
+def end_process(code: int = 0) -> NoReturn:
+    """End a process that was one of several, after `leave()`, skipping the interpreter's
+    teardown: on the 2-core CPU the teardown of a gloo process aborted ("terminate called
+    without an active exception", SIGABRT) in 2-3 of 16 two-process runs, after all its
+    work was written, and torchrun then reported the whole run as failed. With this exit,
+    0 of 20. Logging and the standard streams are flushed first; the caller has closed
+    everything else it owns."""
+    import logging
+    import sys
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _uses_cuda() -> bool:
