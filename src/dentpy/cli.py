@@ -451,9 +451,8 @@ def train(
     out = run_training(loaded, run_dir=run_dir, resume=resume, show_progress=progress and main)
     several = distributed.active()
     distributed.leave()
-    if not main:
-        distributed.end_process()  # rank 0 reports and syncs the trackers
-    _report_training(out)
+    if main:
+        _report_training(out)  # rank 0 alone reports and syncs the trackers
     if several:
         distributed.end_process()
 

@@ -160,7 +160,7 @@ def end_process(code: int = 0) -> NoReturn:
     teardown: on the 2-core CPU the teardown of a gloo process aborted ("terminate called
     without an active exception", SIGABRT) in 2-3 of 16 two-process runs, after all its
     work was written, and torchrun then reported the whole run as failed. With this exit,
-    0 of 20. Logging and the standard streams are flushed first; the caller has closed
+    0 of 36. Logging and the standard streams are flushed first; the caller has closed
     everything else it owns."""
     import logging
     import sys
