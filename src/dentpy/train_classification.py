@@ -160,6 +160,7 @@ def train_classification(
 
     from dentpy.augment2d import BatchAugment2D
     from dentpy.data.prepare2d import prepare_records
+    from dentpy.engine import distributed
     from dentpy.engine.class_sampler import ClassSampler
     from dentpy.engine.trainer import Trainer
     from dentpy.lr_find import resolve_auto_lr
@@ -201,7 +202,7 @@ def train_classification(
     prepare_records([by_id[c] for c in splits["test"]], size, spec.preprocess.clip_percentiles)
     unlabelled = unlabeled_images(spec, dataset, splits)  # semi-supervised only
     identity = {"spec": spec.digest(exclude=("train", "constraints")), "data": data_digest(dataset)}
-    if not resume:
+    if not resume and distributed.is_main():
         # Written only once every training and validation image has loaded and passed its
         # checks, so a bad dataset leaves no half-made run folder behind.
         run.root.mkdir(parents=True, exist_ok=True)
@@ -221,10 +222,11 @@ def train_classification(
     pretrained = load_pretrained(model, spec)  # model.pretrained (dentpy.pretrained)
     train_labels = train_data.labels(task.classes)
     val_labels = val_data.labels(task.classes)
+    seed = distributed.rank_seed(spec.train.seed)  # several processes: each rank its own
     sampler = ClassSampler(
-        train_labels, spec.train.batch_size, task.imbalance == "balanced_sampler", spec.train.seed
+        train_labels, spec.train.batch_size, task.imbalance == "balanced_sampler", seed
     )
-    augment = BatchAugment2D(spec.augment, device, seed=spec.train.seed + 1)
+    augment = BatchAugment2D(spec.augment, device, seed=seed + 1)
     images_t = torch.from_numpy(train_data.images)
     labels_t = torch.from_numpy(train_labels)
 
@@ -276,12 +278,16 @@ def train_classification(
         show_progress,
         extra=semi.extra if semi else None,
     )
+    if not distributed.is_main():
+        return run.root  # rank 0 writes the summary
     summary: dict[str, Any] = {
         "iterations": trainer.iteration,
         "lr": spec.optimizer.lr,  # as used (chosen by the LR range test if "auto")
         "best_validation_score": setup.best_score,
         "selected_by": spec.metrics.select_by,
         "device": str(device),
+        # Processes (GPUs) that trained; a step saw batch_size x accumulate x this.
+        "world_size": distributed.world_size(),
         "precision": str(amp_dtype or "fp32"),
         "seconds": round(time.monotonic() - start, 1),
         "n_train_images": len(train_records),

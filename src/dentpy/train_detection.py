@@ -119,6 +119,7 @@ def train_detection(spec: Spec, run_dir: Path | None, resume: bool, show_progres
 
     from dentpy.data.prepare_boxes import prepare_box_records
     from dentpy.detection import BoxAugment2D, pack_targets
+    from dentpy.engine import distributed
     from dentpy.engine.class_sampler import ClassSampler
     from dentpy.engine.trainer import Trainer
     from dentpy.lr_find import resolve_auto_lr
@@ -154,7 +155,7 @@ def train_detection(spec: Spec, run_dir: Path | None, resume: bool, show_progres
     # Test images are checked now too, so a broken one cannot surface only at evaluate.
     prepare_box_records([by_id[c] for c in splits["test"]], task, size, clip)
     identity = {"spec": spec.digest(exclude=("train", "constraints")), "data": data_digest(pool)}
-    if not resume:
+    if not resume and distributed.is_main():
         run.root.mkdir(parents=True, exist_ok=True)
         run.spec.write_text(spec.to_yaml())
         write_json(run.splits, splits)
@@ -172,10 +173,11 @@ def train_detection(spec: Spec, run_dir: Path | None, resume: bool, show_progres
 
     device, amp_dtype = configure_runtime(spec)
     model = task.build_model(spec).to(device)
+    seed = distributed.rank_seed(spec.train.seed)  # several processes: each rank its own
     sampler = ClassSampler(
-        np.zeros(len(train_records), dtype=np.int64), spec.train.batch_size, False, spec.train.seed
+        np.zeros(len(train_records), dtype=np.int64), spec.train.batch_size, False, seed
     )
-    augment = BoxAugment2D(spec.augment, task.swap_table(), device, seed=spec.train.seed + 1)
+    augment = BoxAugment2D(spec.augment, task.swap_table(), device, seed=seed + 1)
     images_t = torch.from_numpy(train_data.images)
     boxes_t = [torch.from_numpy(b) for b in train_data.boxes]
     labels_t = [torch.from_numpy(lab) for lab in train_data.labels]
@@ -219,6 +221,8 @@ def train_detection(spec: Spec, run_dir: Path | None, resume: bool, show_progres
     setup = fit_with_hooks(
         spec, run, trainer, sampler, augment, identity, start, resume, show_progress
     )
+    if not distributed.is_main():
+        return run.root  # rank 0 chooses the threshold and writes the summary
     threshold = choose_threshold_on_validation(run, spec, task, val_data, device, amp_dtype)
     summary: dict[str, Any] = {
         "iterations": trainer.iteration,
@@ -227,6 +231,8 @@ def train_detection(spec: Spec, run_dir: Path | None, resume: bool, show_progres
         "selected_by": spec.metrics.select_by,
         "score_threshold": threshold,
         "device": str(device),
+        # Processes (GPUs) that trained; a step saw batch_size x accumulate x this.
+        "world_size": distributed.world_size(),
         "precision": str(amp_dtype or "fp32"),
         "seconds": round(time.monotonic() - start, 1),
         "n_train_images": len(train_records),

@@ -88,14 +88,6 @@ def check_supported(spec: Spec, processes: int) -> None:
     if processes <= 1:
         return
     found = f"--nproc-per-node / WORLD_SIZE {processes}"
-    if spec.objective.task != "segmentation":
-        raise SpecError(
-            f"multi-process training covers segmentation, not {spec.objective.task}",
-            expected="objective.task segmentation with several processes",
-            found=f"objective.task {spec.objective.task}, {found}",
-            fix="train 2D classification/detection in one process (drop --nproc-per-node): "
-            "they fit one GPU",
-        )
     if spec.paradigm.kind == "semi-supervised":
         # A Mean Teacher runs the student twice per step (labelled + unlabelled batch)
         # before one backward, which DDP's gradient hooks do not support as wired here.
