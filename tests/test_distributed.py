@@ -6,6 +6,8 @@
 2. End to end: `dentpy train SPEC --nproc-per-node 2` on the tiny synthetic CBCT profile:
    one run folder, one checkpoint set, a log without duplicate rows, world_size 2; resume.
 3. One process: no process group, the model is not wrapped, nothing changes.
+4. Shared validation: 2 ranks each predict their share of the validation cases, and both
+   get exactly the scores of one process predicting all of them.
 
 This file is also the worker script torchrun runs for (1): `python -m torch.distributed.run
 --standalone --nproc-per-node 2 tests/test_distributed.py OUT`.
@@ -120,6 +122,59 @@ def train_fixed_stream(accumulate: int) -> dict[str, Any]:
     }
 
 
+VALIDATION_SHAPES = [(20, 16, 16), (32, 24, 16), (16, 16, 16), (40, 16, 24), (24, 24, 24)]
+
+
+def validate_sharded() -> dict[str, Any]:
+    """The segmentation task's validation of a small seeded network on 5 random cases of
+    different sizes; under torchrun shared by the ranks. Returns the scores and the cases
+    this process predicted."""
+    import numpy as np
+    import torch
+
+    from dentpy.data.cache import PreparedCase
+    from dentpy.engine import distributed
+    from dentpy.models import build_model
+    from dentpy.spec import Spec
+    from dentpy.tasks.segmentation import SegmentationTask
+
+    distributed.start("cpu")
+    spec = Spec.model_validate(
+        {
+            "name": "v",
+            "input": {"data": "unused"},
+            "objective": {"classes": ["pulp", "canal"]},
+            "model": {"channels": [4, 8, 16]},
+            "train": {"patch_size": [16, 16, 16], "sw_window": "patch"},
+        }
+    )
+    task = SegmentationTask(("pulp", "canal"), ((1,), (2,)))
+    torch.manual_seed(0)  # the same network on every rank
+    model = build_model(spec.model, in_channels=1, out_channels=task.out_channels).eval()
+    rng = np.random.default_rng(0)
+    cases = [
+        PreparedCase(
+            f"case{i}",
+            rng.normal(size=shape).astype(np.float32),
+            rng.integers(0, 3, size=shape).astype(np.uint8),
+            (),
+        )
+        for i, shape in enumerate(VALIDATION_SHAPES)
+    ]
+    validation = task.validation(cases, spec, torch.device("cpu"), None)
+    predicted: list[int] = []
+    predict = validation.predict
+
+    def recording(network: torch.nn.Module, indices: Any) -> list[Any]:
+        predicted.extend(indices)
+        return predict(network, indices)
+
+    validation.predict = recording
+    with torch.inference_mode():
+        scores = validation(model)
+    return {"scores": scores, "predicted": predicted}
+
+
 def _max_difference(a: dict[str, list[float]], b: dict[str, list[float]]) -> float:
     assert a.keys() == b.keys()
     return max(abs(x - y) for key in a for x, y in zip(a[key], b[key], strict=True))
@@ -132,8 +187,10 @@ def _torchrun(args: list[str], cwd: Path, timeout: float) -> subprocess.Complete
     )
 
 
-@pytest.mark.slow
-def test_two_ranks_of_batch_b_match_one_process_of_batch_2b(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def worker_output(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This file run as the worker of a 2-process torchrun: one JSON per rank and part."""
+    out = tmp_path_factory.mktemp("ddp-worker")
     result = _torchrun(
         [
             "-m",
@@ -141,15 +198,21 @@ def test_two_ranks_of_batch_b_match_one_process_of_batch_2b(tmp_path: Path) -> N
             "--standalone",
             "--nproc-per-node=2",
             str(Path(__file__).resolve()),
-            str(tmp_path),
+            str(out),
         ],
-        tmp_path,
+        out,
         timeout=120,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return out
+
+
+@pytest.mark.slow
+def test_two_ranks_of_batch_b_match_one_process_of_batch_2b(worker_output: Path) -> None:
     for accumulate in (1, 2):
         ranks = [
-            json.loads((tmp_path / f"acc{accumulate}-rank{r}.json").read_text()) for r in (0, 1)
+            json.loads((worker_output / f"acc{accumulate}-rank{r}.json").read_text())
+            for r in (0, 1)
         ]
         assert [r["world_size"] for r in ranks] == [2, 2]
         assert {r["wrapped"] for r in ranks} == {"DistributedDataParallel"}
@@ -169,6 +232,19 @@ def test_two_ranks_of_batch_b_match_one_process_of_batch_2b(tmp_path: Path) -> N
             assert distributed_loss == pytest.approx(single_loss, rel=1e-5)
         # And training moved the weights (the comparison is not between untouched copies).
         assert _max_difference(single["weights"], train_untrained_weights()) > 1e-3
+
+
+@pytest.mark.slow
+def test_two_ranks_share_validation_and_get_one_process_scores(worker_output: Path) -> None:
+    ranks = [json.loads((worker_output / f"validation-rank{r}.json").read_text()) for r in (0, 1)]
+    shares = [set(r["predicted"]) for r in ranks]
+    # Every case predicted once, by one rank; both ranks did some of the work.
+    assert shares[0].isdisjoint(shares[1]) and shares[0] | shares[1] == set(range(5))
+    assert all(shares)
+    single = validate_sharded()  # one process: predicts every case
+    assert sorted(single["predicted"]) == list(range(5))
+    assert ranks[0]["scores"] == ranks[1]["scores"] == single["scores"]
+    assert set(single["scores"]) == {"dice_pulp", "dice_canal", "score"}
 
 
 def train_untrained_weights() -> dict[str, list[float]]:
@@ -363,6 +439,9 @@ if __name__ == "__main__":  # the torchrun worker for the equivalence test
         result = train_fixed_stream(accumulate)
         (out / f"acc{accumulate}-rank{result['rank']}.json").write_text(json.dumps(result))
     from dentpy.engine import distributed
+
+    validation = validate_sharded()
+    (out / f"validation-rank{distributed.rank()}.json").write_text(json.dumps(validation))
 
     distributed.leave()
     distributed.end_process()  # as `dentpy train` ends its ranks (a gloo teardown can abort)

@@ -218,8 +218,8 @@ def fit_with_hooks(
     setup = TrainingSetup(spec, run, trainer, sampler, augment, identity, extra=extra or {})
     if resume:
         restore(setup)
-    # Several processes (torchrun): DDP, loss averaged over ranks, validation on rank 0,
-    # which alone logs, shows progress and writes checkpoints. One process: unchanged.
+    # Several processes (torchrun): DDP, loss averaged over ranks, validation shared by the
+    # ranks; rank 0 alone logs, shows progress and writes checkpoints. One process: unchanged.
     distributed.prepare_trainer(trainer)
     main = distributed.is_main()
     log = LogHook(run, start) if main else None
@@ -471,7 +471,7 @@ def train(
         optimizer=optimizer,
         schedule=schedule,
         next_batch=next_batch,
-        validate=lambda m: task.validation_scores(m, val_cases, spec, device, amp_dtype),
+        validate=task.validation(val_cases, spec, device, amp_dtype),
         amp_dtype=amp_dtype,
         grad_clip_norm=spec.optimizer.grad_clip_norm,
         accumulate=spec.train.accumulate_batches,

@@ -163,6 +163,7 @@ def train_classification(
     from dentpy.engine import distributed
     from dentpy.engine.class_sampler import ClassSampler
     from dentpy.engine.trainer import Trainer
+    from dentpy.engine.validation import ShardedValidation
     from dentpy.lr_find import resolve_auto_lr
     from dentpy.optim import LRSchedule, build_optimizer
     from dentpy.pretrained import load_pretrained
@@ -235,9 +236,16 @@ def train_classification(
         images = images_t[index].to(device, non_blocking=True)
         return augment(images), labels_t[index].to(device, non_blocking=True)
 
-    def validate(network: torch.nn.Module) -> dict[str, float]:
-        probs = predict_probabilities(network, task, val_data.images, device, amp_dtype)
+    def predict(network: torch.nn.Module, indices: Sequence[int]) -> list[np.ndarray]:
+        images = val_data.images[np.asarray(indices, dtype=np.int64)]
+        return list(predict_probabilities(network, task, images, device, amp_dtype))
+
+    def score(rows: list[np.ndarray]) -> dict[str, float]:
+        probs = np.stack(rows) if rows else np.zeros((0, task.n_classes), dtype=np.float32)
         return selection_score(task, spec.metrics.select_by, val_labels, probs)
+
+    # Several processes share the validation images (dentpy.engine.validation).
+    validate = ShardedValidation(len(val_labels), predict, score)
 
     # optimizer.lr: auto -> the LR range test on these very batches picks the LR first.
     resolve_auto_lr(

@@ -122,6 +122,7 @@ def train_detection(spec: Spec, run_dir: Path | None, resume: bool, show_progres
     from dentpy.engine import distributed
     from dentpy.engine.class_sampler import ClassSampler
     from dentpy.engine.trainer import Trainer
+    from dentpy.engine.validation import ShardedValidation
     from dentpy.lr_find import resolve_auto_lr
     from dentpy.optim import LRSchedule, build_optimizer
     from dentpy.tasks.detection import build_detection_task
@@ -190,9 +191,15 @@ def train_detection(spec: Spec, run_dir: Path | None, resume: bool, show_progres
         images, boxes, labels = augment(images, boxes, labels)
         return images, pack_targets(boxes, labels, task.n_classes, images.shape[-2:])
 
-    def validate(network: torch.nn.Module) -> dict[str, float]:
-        found = network_detections(network, val_data.images, device, amp_dtype, spec)
+    def predict(network: torch.nn.Module, indices: Sequence[int]) -> list[Any]:
+        images = val_data.images[np.asarray(indices, dtype=np.int64)]
+        return network_detections(network, images, device, amp_dtype, spec)
+
+    def score(found: list[Any]) -> dict[str, float]:
         return validation_scores(found, val_data, task, spec.metrics.select_by)
+
+    # Several processes share the validation images (dentpy.engine.validation).
+    validate = ShardedValidation(len(val_data.case_ids), predict, score)
 
     # optimizer.lr: auto -> the LR range test on these very batches picks the LR first.
     resolve_auto_lr(

@@ -6,9 +6,10 @@ augmentations from seeds derived from (train.seed, rank), so a step sees
 train.batch_size x world size samples; DDP averages the gradients, which makes a step the
 same as one process with the whole global batch when the loss is a mean over samples.
 
-Rank 0 alone validates, writes the run folder (log, TensorBoard, checkpoints, summary) and
-shows progress; the validation scores are broadcast so every rank takes the same
-best-checkpoint and LR-plateau decisions. Checkpoints hold every rank's sampler,
+The ranks share validation (dentpy.engine.validation: each predicts its share of the
+cases, every rank scores all of them, so all take the same best-checkpoint and LR-plateau
+decisions). Rank 0 alone writes the run folder (log, TensorBoard, checkpoints, summary) and
+shows progress. Checkpoints hold every rank's sampler,
 augmentation and RNG state, so a resume with the same number of processes continues each
 rank's stream exactly.
 
@@ -33,8 +34,9 @@ if TYPE_CHECKING:
     from dentpy.spec import Spec
 
 T = TypeVar("T")
-# Rank 0 validates while the others wait in a collective; a long validation (many large
-# CBCTs) must not trip the process-group timeout. Override in minutes with this variable.
+# Ranks that finish their share of validation, or wait while rank 0 writes a checkpoint,
+# sit in a collective; a long validation (many large CBCTs) must not trip the
+# process-group timeout. Override in minutes with this variable.
 TIMEOUT_ENV = "DENTPY_DIST_TIMEOUT_MINUTES"
 DEFAULT_TIMEOUT_MINUTES = 60.0
 
@@ -272,11 +274,15 @@ def validated_on_main(
 
 def prepare_trainer(trainer: Trainer) -> None:
     """Make `trainer` data-parallel: the model wrapped in DDP (weights broadcast from rank
-    0 now, gradients averaged every step), the logged loss averaged over ranks, validation
-    on rank 0. Checkpoints keep the plain module's weight names. No-op in one process."""
+    0 now, gradients averaged every step), the logged loss averaged over ranks. Validation
+    is shared by the ranks when it is a ShardedValidation (every task's is), else run by
+    rank 0 and broadcast. Checkpoints keep the plain module's weight names. No-op in one
+    process."""
     import warnings
 
     from torch.nn.parallel import DistributedDataParallel
+
+    from dentpy.engine.validation import ShardedValidation
 
     if not active():
         return
@@ -289,7 +295,8 @@ def prepare_trainer(trainer: Trainer) -> None:
     on_gpu = next(module.parameters()).device.type == "cuda"
     trainer.model = DistributedDataParallel(module, device_ids=[local_rank()] if on_gpu else None)
     trainer.reduce_loss = all_reduce_mean
-    trainer.validate = validated_on_main(trainer.validate)
+    if not isinstance(trainer.validate, ShardedValidation):
+        trainer.validate = validated_on_main(trainer.validate)
 
 
 def under_torchrun() -> bool:

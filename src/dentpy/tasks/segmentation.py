@@ -19,9 +19,11 @@ from dentpy.errors import SpecError
 from dentpy.registry import did_you_mean
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
     from dentpy.data.cache import PreparedCase
+    from dentpy.engine.validation import ShardedValidation
     from dentpy.spec import Spec
 
 
@@ -74,38 +76,50 @@ class SegmentationTask:
             ids[0] for ids in self.class_label_ids if len(ids) == 1 and family_of(ids[0]) == family
         )
 
-    def validation_scores(
+    def validation(
         self,
-        model: torch.nn.Module,
         cases: Sequence[PreparedCase],
         spec: Spec,
         device: torch.device,
         amp_dtype: torch.dtype | None,
-    ) -> dict[str, float]:
+    ) -> ShardedValidation:
         """Mean Dice per class over validation cases (network space), and their mean:
         `score`, which picks the best checkpoint. A class absent from both prediction and
-        truth counts as Dice 1 (DESIGN.md §4)."""
+        truth counts as Dice 1 (DESIGN.md §4). Several processes share the cases, balanced
+        by voxels (dentpy.engine.validation)."""
         import numpy as np
 
+        from dentpy.engine.validation import ShardedValidation
         from dentpy.inference import network_probabilities
 
-        per_class: list[list[float]] = [[] for _ in self.class_names]
-        for case in cases:
-            probabilities = network_probabilities(
-                model, case.image, spec, self.out_channels, device, amp_dtype
-            )
-            prediction = probabilities.argmax(0).cpu().numpy()
-            truth = np.asarray(case.label)
-            for c in range(1, len(self.class_names) + 1):
-                p, t = prediction == c, truth == c
-                denominator = int(p.sum()) + int(t.sum())
-                dice = 1.0 if denominator == 0 else 2 * int((p & t).sum()) / denominator
-                per_class[c - 1].append(dice)
-        scores = {
-            f"dice_{n}": float(np.mean(v)) for n, v in zip(self.class_names, per_class, strict=True)
-        }
-        scores["score"] = float(np.mean(list(scores.values())))
-        return scores
+        n_classes = len(self.class_names)
+
+        def predict(model: torch.nn.Module, indices: Sequence[int]) -> list[list[float]]:
+            per_case = []
+            for index in indices:
+                case = cases[index]
+                probabilities = network_probabilities(
+                    model, case.image, spec, self.out_channels, device, amp_dtype
+                )
+                prediction = probabilities.argmax(0).cpu().numpy()
+                truth = np.asarray(case.label)
+                per_case.append(
+                    [_dice(prediction == c, truth == c) for c in range(1, n_classes + 1)]
+                )
+            return per_case
+
+        def score(per_case: list[list[float]]) -> dict[str, float]:
+            by_class = np.asarray(per_case, dtype=np.float64).reshape(-1, n_classes)
+            scores = {
+                f"dice_{name}": float(np.mean(by_class[:, c]))
+                for c, name in enumerate(self.class_names)
+            }
+            scores["score"] = float(np.mean(list(scores.values())))
+            return scores
+
+        return ShardedValidation(
+            len(cases), predict, score, costs=[float(np.prod(c.image.shape)) for c in cases]
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -122,6 +136,12 @@ class SegmentationTask:
             tuple(tuple(ids) for ids in data["class_label_ids"]),
             data.get("instances"),
         )
+
+
+def _dice(prediction: np.ndarray, truth: np.ndarray) -> float:
+    """Dice of two masks; 1.0 when both are empty."""
+    denominator = int(prediction.sum()) + int(truth.sum())
+    return 1.0 if denominator == 0 else 2 * int((prediction & truth).sum()) / denominator
 
 
 def build_segmentation_task(spec: Spec, dataset_labels: Mapping[str, int]) -> SegmentationTask:
