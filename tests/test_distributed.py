@@ -63,10 +63,12 @@ class _Record:
         self.scores.append(scores["score"])
 
 
-def train_fixed_stream(accumulate: int) -> dict[str, Any]:
+def train_fixed_stream(accumulate: int, second_forward: bool = False) -> dict[str, Any]:
     """STEPS SGD steps of a small 3D conv net on a fixed stream of global batches of
     GLOBAL_BATCH samples; under torchrun each rank trains on its own contiguous share,
-    split into `accumulate` micro-batches. Returns weights, logged losses, scores."""
+    split into `accumulate` micro-batches. `second_forward`: a further loss term runs the
+    network again on a second ("unlabelled") batch before the one backward, as a Mean
+    Teacher does. Returns weights, logged losses, scores."""
     import torch
 
     from dentpy.engine import distributed
@@ -97,6 +99,11 @@ def train_fixed_stream(accumulate: int) -> dict[str, Any]:
         lo = rank * share + part * micro
         return images[lo : lo + micro], targets[lo : lo + micro]
 
+    def unlabelled_term(network: torch.nn.Module, iteration: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(5000 + iteration)
+        images = torch.randn(GLOBAL_BATCH, 1, 6, 6, 6, generator=generator)
+        return 0.5 * network(images[rank * share : (rank + 1) * share]).pow(2).mean()
+
     record = _Record()
     trainer = Trainer(
         model=model,
@@ -107,6 +114,7 @@ def train_fixed_stream(accumulate: int) -> dict[str, Any]:
         # Differs per rank: every rank must end up with rank 0's scores.
         validate=lambda network: {"score": float(rank)},
         accumulate=accumulate,
+        extra_loss=unlabelled_term if second_forward else None,
     )
     distributed.prepare_trainer(trainer)
     trainer.hooks = [record]
@@ -232,6 +240,20 @@ def test_two_ranks_of_batch_b_match_one_process_of_batch_2b(worker_output: Path)
             assert distributed_loss == pytest.approx(single_loss, rel=1e-5)
         # And training moved the weights (the comparison is not between untouched copies).
         assert _max_difference(single["weights"], train_untrained_weights()) > 1e-3
+
+
+@pytest.mark.slow
+def test_a_second_forward_before_the_backward_matches_one_process(worker_output: Path) -> None:
+    """A Mean Teacher runs the DDP-wrapped student on the labelled and on the unlabelled
+    batch before one backward: DDP still averages the whole gradient exactly."""
+    ranks = [json.loads((worker_output / f"twice-rank{r}.json").read_text()) for r in (0, 1)]
+    assert _max_difference(ranks[0]["weights"], ranks[1]["weights"]) == 0.0
+    single = train_fixed_stream(accumulate=1, second_forward=True)
+    assert _max_difference(ranks[0]["weights"], single["weights"]) < TOLERANCE
+    for distributed_loss, single_loss in zip(ranks[0]["losses"], single["losses"], strict=True):
+        assert distributed_loss == pytest.approx(single_loss, rel=1e-5)
+    # The second term changed training (else this would repeat the test above).
+    assert _max_difference(single["weights"], train_fixed_stream(accumulate=1)["weights"]) > 1e-4
 
 
 @pytest.mark.slow
@@ -376,6 +398,29 @@ def test_train_with_two_processes_writes_one_run_folder(cbct_workspace: Path) ->
 
 
 @pytest.mark.slow
+def test_mean_teacher_trains_and_resumes_in_two_processes(cbct_workspace: Path) -> None:
+    root = cbct_workspace
+    semi = ["paradigm.kind=semi-supervised", "paradigm.labeled_fraction=0.5"]
+    args = ["--runs", "runs", "--no-progress", "--nproc-per-node=2"]
+    done = _dentpy(root, "train", "spec.yaml", *FAST, *semi, "--name", "mt2", *args)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    run = root / "runs" / "mt2"
+    summary = json.loads((run / "train_summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["semi_supervised"]["method"] == "mean_teacher"
+    import torch
+
+    state = torch.load(run / "checkpoints" / "ckpt-00000004.state.pt", weights_only=True)
+    # Each rank draws its own unlabelled patches, and a checkpoint keeps every rank's stream.
+    own = [r["extra_streams"]["mean_teacher"]["sampler"] for r in state["ranks"]]
+    assert own[0] == state["extra"]["mean_teacher"]["sampler"] and own[1] != own[0]
+
+    resumed = _dentpy(root, "train", "runs/mt2", "train.iterations=6", "--resume", *args[2:])
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    rows = (run / "training_log.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in rows] == ["iteration", "2", "4", "6"]
+
+
+@pytest.mark.slow
 def test_auto_sizes_and_lr_are_planned_once_for_every_rank(cbct_workspace: Path) -> None:
     """ "auto" batch size and channels and `lr: auto` with two processes: every rank plans
     and runs the range test, rank 0's choice is broadcast, so both train the same sizes
@@ -422,13 +467,15 @@ def test_unsupported_settings_are_refused_before_any_process_starts(cbct_workspa
     spec = cbct_workspace / "spec.yaml"
     check_supported(load_spec(spec), 2)  # the plain spec is fine
     semi = ["paradigm.kind=semi-supervised", "paradigm.labeled_fraction=0.5"]
-    check_supported(load_spec(spec, semi), 1)  # one process: anything goes
-    with pytest.raises(SpecError, match="semi-supervised"):
-        check_supported(load_spec(spec, semi), 2)
+    check_supported(load_spec(spec, semi), 2)  # a Mean Teacher (the default method) is fine
+    pseudo = [*semi, "paradigm.method=pseudo_label"]
+    check_supported(load_spec(spec, pseudo), 1)  # one process: anything goes
+    with pytest.raises(SpecError, match="pseudo_label"):
+        check_supported(load_spec(spec, pseudo), 2)
     done = _dentpy(
-        cbct_workspace, "train", "spec.yaml", *semi, "--runs", "refused", "--nproc-per-node=2"
+        cbct_workspace, "train", "spec.yaml", *pseudo, "--runs", "refused", "--nproc-per-node=2"
     )
-    assert done.returncode == 2 and "semi-supervised" in done.stderr
+    assert done.returncode == 2 and "paradigm.method=mean_teacher" in done.stderr
     assert "torch.distributed.run" not in done.stderr  # refused before torchrun started
     assert not (cbct_workspace / "refused").exists()
 
@@ -440,6 +487,8 @@ if __name__ == "__main__":  # the torchrun worker for the equivalence test
         (out / f"acc{accumulate}-rank{result['rank']}.json").write_text(json.dumps(result))
     from dentpy.engine import distributed
 
+    twice = train_fixed_stream(1, second_forward=True)
+    (out / f"twice-rank{twice['rank']}.json").write_text(json.dumps(twice))
     validation = validate_sharded()
     (out / f"validation-rank{distributed.rank()}.json").write_text(json.dumps(validation))
 

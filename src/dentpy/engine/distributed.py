@@ -90,14 +90,15 @@ def check_supported(spec: Spec, processes: int) -> None:
     if processes <= 1:
         return
     found = f"--nproc-per-node / WORLD_SIZE {processes}"
-    if spec.paradigm.kind == "semi-supervised":
-        # A Mean Teacher runs the student twice per step (labelled + unlabelled batch)
-        # before one backward, which DDP's gradient hooks do not support as wired here.
+    if spec.paradigm.kind == "semi-supervised" and spec.paradigm.method == "pseudo_label":
+        # A pseudo-label round predicts every unlabelled case and writes the label maps
+        # from one process, mid-training; it is not divided among ranks.
         raise SpecError(
-            "paradigm.kind semi-supervised cannot be trained with several processes",
-            expected="paradigm.kind supervised for multi-process training",
-            found=f"paradigm.kind semi-supervised, {found}",
-            fix="train semi-supervised runs in one process (drop --nproc-per-node)",
+            "paradigm.method pseudo_label cannot be trained with several processes",
+            expected="paradigm.method mean_teacher (or supervised) for multi-process training",
+            found=f"paradigm.method pseudo_label, {found}",
+            fix="use paradigm.method=mean_teacher, or train pseudo-labelling in one process "
+            "(drop --nproc-per-node)",
         )
 
 
@@ -211,6 +212,17 @@ def rank_seed(seed: int) -> int:
 
     r = rank()
     return seed if r == 0 else int(np.random.SeedSequence([seed, r]).generate_state(1)[0])
+
+
+def broadcast_weights(module: torch.nn.Module) -> None:
+    """Rank 0's parameters and buffers into `module` on every rank (e.g. a Mean Teacher's
+    EMA copy, which DDP does not manage)."""
+    import torch.distributed as dist
+
+    if not active():
+        return
+    for tensor in module.state_dict().values():
+        dist.broadcast(tensor, src=0)
 
 
 def all_reduce_mean(value: float) -> float:

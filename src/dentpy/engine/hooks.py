@@ -64,7 +64,13 @@ def stream_state(setup: TrainingSetup) -> dict[str, Any]:
         # As plain lists: weights_only loading accepts no numpy arrays.
         "numpy_rng": numpy_global_state(),
         "python_rng": random.getstate(),
+        # Streams of further parts (a Mean Teacher's unlabelled sampler and augmentation).
+        "extra_streams": {name: part.streams() for name, part in _with_streams(setup).items()},
     }
+
+
+def _with_streams(setup: TrainingSetup) -> dict[str, Any]:
+    return {name: part for name, part in setup.extra.items() if hasattr(part, "streams")}
 
 
 def trainer_state(setup: TrainingSetup) -> dict[str, Any]:
@@ -110,6 +116,9 @@ def restore_streams(setup: TrainingSetup, streams: dict[str, Any]) -> None:
     name, key, position, has_gauss, cached = streams["numpy_rng"]
     np.random.set_state((name, np.array(key, dtype=np.uint32), position, has_gauss, cached))
     random.setstate(streams["python_rng"])
+    parts = _with_streams(setup)
+    for name, state in streams.get("extra_streams", {}).items():
+        parts[name].load_streams(state)
 
 
 def restore(setup: TrainingSetup) -> None:
@@ -125,11 +134,15 @@ def restore(setup: TrainingSetup) -> None:
     trainer.model.load_state_dict(checkpoint.weights)
     trainer.optimizer.load_state_dict(state["optimizer"])
     trainer.schedule.load_state_dict(state["schedule"])
+    fresh = {name: part.streams() for name, part in _with_streams(setup).items()}
+    for name, part in setup.extra.items():
+        part.load_state_dict(state["extra"][name])  # rank 0's streams among them
     streams = own_streams(state)
     if streams is not None:
         restore_streams(setup, streams)
-    for name, part in setup.extra.items():
-        part.load_state_dict(state["extra"][name])
+    else:  # another rank count: this rank keeps its fresh streams (see own_streams)
+        for name, part in _with_streams(setup).items():
+            part.load_streams(fresh[name])
     trainer.iteration = int(state["iteration"])
     setup.best_score = float(state["best_score"])
 

@@ -178,6 +178,7 @@ def _mean_teacher(
 ) -> SemiSupervised:
     """A Mean Teacher plugged into `trainer`; `parts` (the unlabelled sampler and
     augmentation) are checkpointed with it."""
+    from dentpy.engine import distributed
     from dentpy.semi.mean_teacher import MeanTeacher
 
     paradigm = spec.paradigm
@@ -193,6 +194,8 @@ def _mean_teacher(
         validate_with=paradigm.validate_with,
     )
     teacher.attach(trainer)
+    # Several processes: every rank's teacher starts as rank 0's, as DDP makes the students.
+    distributed.broadcast_weights(teacher.teacher.model)
     return SemiSupervised("mean_teacher", n_unlabeled, {"mean_teacher": teacher}, teacher)
 
 
@@ -213,16 +216,16 @@ def attach_segmentation(
     import torch
 
     from dentpy.augment import BatchAugment
+    from dentpy.engine import distributed
     from dentpy.engine.sampling import PatchSampler
 
     if not _semi(spec):
         return None
     paradigm = spec.paradigm
     if paradigm.method == "mean_teacher":
-        patches = PatchSampler(
-            unlabelled, spec.train.patch_size, _batch(spec), 0.0, seed=spec.train.seed + 2
-        )
-        noise = BatchAugment(spec.augment, task.swap_table(), device, seed=spec.train.seed + 3)
+        seed = distributed.rank_seed(spec.train.seed)  # several processes: each rank its own
+        patches = PatchSampler(unlabelled, spec.train.patch_size, _batch(spec), 0.0, seed=seed + 2)
+        noise = BatchAugment(spec.augment, task.swap_table(), device, seed=seed + 3)
         return _mean_teacher(
             spec,
             trainer,
@@ -282,6 +285,7 @@ def attach_classification(
     import torch
 
     from dentpy.augment2d import BatchAugment2D
+    from dentpy.engine import distributed
     from dentpy.engine.class_sampler import ClassSampler
 
     if not _semi(spec):
@@ -289,10 +293,9 @@ def attach_classification(
     paradigm = spec.paradigm
     pool = torch.from_numpy(unlabelled)
     if paradigm.method == "mean_teacher":
-        order = ClassSampler(
-            np.zeros(pool.shape[0], dtype=np.int64), _batch(spec), False, spec.train.seed + 2
-        )
-        noise = BatchAugment2D(spec.augment, device, seed=spec.train.seed + 3)
+        seed = distributed.rank_seed(spec.train.seed)  # several processes: each rank its own
+        order = ClassSampler(np.zeros(pool.shape[0], dtype=np.int64), _batch(spec), False, seed + 2)
+        noise = BatchAugment2D(spec.augment, device, seed=seed + 3)
 
         def views() -> tuple[torch.Tensor, torch.Tensor]:
             index = torch.from_numpy(order.next_indices())

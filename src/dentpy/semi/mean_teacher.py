@@ -177,5 +177,13 @@ class MeanTeacher:
         self.teacher.load_state_dict(state["teacher"])
         if "student" in state:
             self.student.load_state_dict(state["student"])
+        self.load_streams(state)
+
+    def streams(self) -> dict[str, Any]:
+        """The unlabelled sampler's and augmentation's state: this rank's own stream, which
+        checkpoints keep per rank (dentpy.engine.hooks.stream_state)."""
+        return {name: part.state_dict() for name, part in self.parts.items()}
+
+    def load_streams(self, state: dict[str, Any]) -> None:
         for name, part in self.parts.items():
             part.load_state_dict(state[name])
