@@ -459,25 +459,30 @@ def test_auto_sizes_and_lr_are_planned_once_for_every_rank(cbct_workspace: Path)
 
 
 @pytest.mark.slow
-def test_unsupported_settings_are_refused_before_any_process_starts(cbct_workspace: Path) -> None:
-    from dentpy.engine.distributed import check_supported
-    from dentpy.errors import SpecError
-    from dentpy.spec import load_spec
+def test_pseudo_label_rounds_are_shared_by_two_processes(cbct_workspace: Path) -> None:
+    """Each rank labels its share of the unlabelled cases into the run folder; every rank
+    then trains on all of them, and the round's counts cover every case."""
+    root = cbct_workspace
+    semi = [
+        "paradigm.kind=semi-supervised",
+        "paradigm.labeled_fraction=0.5",
+        "paradigm.method=pseudo_label",
+        "paradigm.confidence_threshold=0.5",  # 2 classes: keeps every voxel, checkable
+    ]
+    args = ["--runs", "runs", "--no-progress", "--nproc-per-node=2"]
+    done = _dentpy(root, "train", "spec.yaml", *FAST, *semi, "--name", "pl2", *args)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    run = root / "runs" / "pl2"
+    summary = json.loads((run / "train_summary.json").read_text())
+    assert summary["world_size"] == 2
+    (made,) = summary["semi_supervised"]["rounds"]
+    files = sorted((run / "pseudo_labels" / f"round-{made['round']}").glob("*.npy"))
+    assert made["cases"] == len(files) == summary["semi_supervised"]["n_unlabeled"] >= 2
+    import numpy as np
 
-    spec = cbct_workspace / "spec.yaml"
-    check_supported(load_spec(spec), 2)  # the plain spec is fine
-    semi = ["paradigm.kind=semi-supervised", "paradigm.labeled_fraction=0.5"]
-    check_supported(load_spec(spec, semi), 2)  # a Mean Teacher (the default method) is fine
-    pseudo = [*semi, "paradigm.method=pseudo_label"]
-    check_supported(load_spec(spec, pseudo), 1)  # one process: anything goes
-    with pytest.raises(SpecError, match="pseudo_label"):
-        check_supported(load_spec(spec, pseudo), 2)
-    done = _dentpy(
-        cbct_workspace, "train", "spec.yaml", *pseudo, "--runs", "refused", "--nproc-per-node=2"
-    )
-    assert done.returncode == 2 and "paradigm.method=mean_teacher" in done.stderr
-    assert "torch.distributed.run" not in done.stderr  # refused before torchrun started
-    assert not (cbct_workspace / "refused").exists()
+    voxels = sum(int(np.load(f, mmap_mode="r").size) for f in files)
+    assert made["voxels_total"] == made["voxels_kept"] == voxels  # every case counted once
+    assert sum(made["voxels_kept_per_class"]) == voxels
 
 
 if __name__ == "__main__":  # the torchrun worker for the equivalence test

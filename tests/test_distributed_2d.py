@@ -140,3 +140,39 @@ def test_detection_trains_and_chooses_its_threshold_once_in_two_processes(
     threshold = json.loads((run / "detection_threshold.json").read_text())
     assert threshold["score_threshold"] == summary["score_threshold"]
     assert "AP50" in _ok(_dentpy(root, "evaluate", "runs/teeth-boxes"))
+
+
+def test_classification_pseudo_labels_cover_every_unlabelled_image_once(
+    xray_workspace: Path,
+) -> None:
+    root = xray_workspace
+    fast = [
+        "model.name=tiny_cnn",
+        "train.iterations=4",
+        "train.validate_every=2",
+        "train.batch_size=4",
+        "preprocess.image_size=[32, 32]",
+        "paradigm.kind=semi-supervised",
+        "paradigm.labeled_fraction=0.5",
+        "paradigm.method=pseudo_label",
+        "paradigm.confidence_threshold=0.5",  # 2 classes: keeps every image
+    ]
+    stdout = _ok(
+        _dentpy(
+            root,
+            "train",
+            "caries-binary.yaml",
+            *fast,
+            "--name",
+            "pl2d",
+            "--runs",
+            "runs",
+            "--no-progress",
+            "--nproc-per-node=2",
+        )
+    )
+    summary = _check_one_run_folder(root / "runs" / "pl2d", stdout, [2, 4], launches=1)
+    (made,) = summary["semi_supervised"]["rounds"]
+    n = summary["semi_supervised"]["n_unlabeled"]
+    assert made["images"] == made["kept"] == n > 0
+    assert sum(made["kept_per_class"].values()) == n

@@ -435,7 +435,6 @@ def train(
         all_overrides.append(f"name={name}")
     loaded = load_spec(spec_path, all_overrides)
     if nproc_per_node > 1 and not distributed.under_torchrun():
-        distributed.check_supported(loaded, nproc_per_node)  # before starting processes
         code = distributed.relaunch(
             ["train", str(spec), *(overrides or []), "--runs", str(runs)]
             + (["--name", name] if name else [])

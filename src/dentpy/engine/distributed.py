@@ -80,26 +80,22 @@ def world_size() -> int:
     return dist.get_world_size() if active() else 1
 
 
+def position() -> tuple[int, int]:
+    """(rank, world size): (0, 1) in one process."""
+    return rank(), world_size()
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a DDP wrapper (`model` itself otherwise): to predict with, since
+    the wrapper's forward takes part in collectives every rank must join."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
 def is_main() -> bool:
     """Rank 0: the one process that validates and writes the run folder."""
     return rank() == 0
-
-
-def check_supported(spec: Spec, processes: int) -> None:
-    """Refuse, before any work, what multi-process training does not cover."""
-    if processes <= 1:
-        return
-    found = f"--nproc-per-node / WORLD_SIZE {processes}"
-    if spec.paradigm.kind == "semi-supervised" and spec.paradigm.method == "pseudo_label":
-        # A pseudo-label round predicts every unlabelled case and writes the label maps
-        # from one process, mid-training; it is not divided among ranks.
-        raise SpecError(
-            "paradigm.method pseudo_label cannot be trained with several processes",
-            expected="paradigm.method mean_teacher (or supervised) for multi-process training",
-            found=f"paradigm.method pseudo_label, {found}",
-            fix="use paradigm.method=mean_teacher, or train pseudo-labelling in one process "
-            "(drop --nproc-per-node)",
-        )
 
 
 def _timeout() -> timedelta:
@@ -117,13 +113,10 @@ def _timeout() -> timedelta:
 
 
 def join(spec: Spec) -> None:
-    """Join the process group torchrun set up for training `spec` (refusing what
-    multi-process training does not cover); does nothing when not launched with several
-    processes, or when already joined."""
-    processes = launched_world_size()
-    if processes <= 1 or active():
+    """Join the process group torchrun set up for training `spec`; does nothing when not
+    launched with several processes, or when already joined."""
+    if launched_world_size() <= 1 or active():
         return
-    check_supported(spec, processes)
     start(spec.constraints.device)
 
 

@@ -48,15 +48,25 @@ class ShardedValidation:
     costs: Sequence[float] | None = None
 
     def __call__(self, network: torch.nn.Module) -> dict[str, float]:
-        from dentpy.engine import distributed
+        return self.score(predict_shared(network, self.n_items, self.predict, self.costs))
 
-        costs = self.costs if self.costs is not None else [1.0] * self.n_items
-        if not distributed.active():
-            return self.score(self.predict(network, range(self.n_items)))
-        own = shard(costs, distributed.rank(), distributed.world_size())
-        results = self.predict(network, own)
-        ordered: list[Any] = [None] * self.n_items
-        for indices, values in distributed.gather_all((own, results)):
-            for index, value in zip(indices, values, strict=True):
-                ordered[index] = value
-        return self.score(ordered)
+
+def predict_shared(
+    network: torch.nn.Module,
+    n_items: int,
+    predict: Callable[[torch.nn.Module, Sequence[int]], list[Any]],
+    costs: Sequence[float] | None = None,
+) -> list[Any]:
+    """`predict(network, indices)` over all `n_items`, in item order, on every rank: each
+    rank predicts its share (`shard` by `costs`; None: equal) and the results are gathered.
+    In one process, one call over every item."""
+    from dentpy.engine import distributed
+
+    if not distributed.active():
+        return predict(network, range(n_items))
+    own = shard(costs if costs is not None else [1.0] * n_items, *distributed.position())
+    ordered: list[Any] = [None] * n_items
+    for indices, values in distributed.gather_all((own, predict(network, own))):
+        for index, value in zip(indices, values, strict=True):
+            ordered[index] = value
+    return ordered

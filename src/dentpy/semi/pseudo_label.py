@@ -104,10 +104,12 @@ class _Rounds:
         self.counts: list[dict[str, Any]] = []
 
     def after_step(self, trainer: Trainer) -> None:
+        from dentpy.engine.distributed import unwrap
+
         if trainer.iteration not in self.boundaries:
             return
         self.round = self.boundaries.index(trainer.iteration) + 1
-        model = trainer.model
+        model = unwrap(trainer.model)  # several processes: each rank predicts its share
         model.eval()
         counts = self.make_round(model, self.round)
         model.train()
@@ -153,34 +155,65 @@ class SegmentationPseudoLabels(_Rounds):
     def _path(self, round_: int, case_id: str) -> Path:
         return self.folder / f"round-{round_}" / f"{case_id}.npy"
 
+    def _label_case(self, model: torch.nn.Module, index: int, round_: int) -> list[int]:
+        """Predict unlabelled case `index`, write its pseudo label map; returns [voxels
+        kept, voxels, kept per class 0..n]."""
+        case = self.unlabelled[index]
+        probabilities = self.predict(model, case)
+        confidence, classes = probabilities.max(dim=0)
+        label = classes.cpu().numpy().astype(np.uint8)
+        label[confidence.cpu().numpy() < self.threshold] = IGNORE
+        path = self._path(round_, case.case_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as handle:
+            np.save(handle, label)
+        os.replace(tmp, path)
+        confident = label != IGNORE
+        per_class = np.bincount(label[confident], minlength=self.n_classes + 1)
+        return [int(confident.sum()), int(label.size), *per_class[: self.n_classes + 1].tolist()]
+
     def make_round(self, model: torch.nn.Module, round_: int) -> dict[str, Any]:
-        kept = total = 0
-        per_class = np.zeros(self.n_classes + 1, dtype=np.int64)
-        for case in self.unlabelled:
-            probabilities = self.predict(model, case)
-            confidence, classes = probabilities.max(dim=0)
-            label = classes.cpu().numpy().astype(np.uint8)
-            label[confidence.cpu().numpy() < self.threshold] = IGNORE
-            path = self._path(round_, case.case_id)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            with open(tmp, "wb") as handle:
-                np.save(handle, label)
-            os.replace(tmp, path)
-            confident = label != IGNORE
-            kept += int(confident.sum())
-            total += label.size
-            per_class += np.bincount(label[confident], minlength=self.n_classes + 1)[
-                : self.n_classes + 1
-            ]
+        from dentpy.engine import distributed
+        from dentpy.engine.validation import predict_shared
+
+        # Several processes: each rank labels its share of the cases (balanced by voxels)
+        # into the run folder, then every rank reads all of them.
+        counts = predict_shared(
+            model,
+            len(self.unlabelled),
+            lambda network, indices: [self._label_case(network, i, round_) for i in indices],
+            [float(np.prod(c.image.shape)) for c in self.unlabelled],
+        )
+        distributed.barrier()
+        self._check_every_file(round_)
+        kept, total, *per_class = (
+            np.asarray(counts, dtype=np.int64).reshape(-1, self.n_classes + 3).sum(axis=0).tolist()
+        )
         self.use_round(round_, restoring=False)
         return {
             "cases": len(self.unlabelled),
             "voxels_kept": kept,
             "voxels_total": total,
             "fraction_kept": round(kept / total, 4) if total else 0.0,
-            "voxels_kept_per_class": per_class.tolist(),
+            "voxels_kept_per_class": per_class,
         }
+
+    def _check_every_file(self, round_: int) -> None:
+        """Every rank must see every rank's label maps (one run folder all ranks share)."""
+        from dentpy.errors import TrainingError
+
+        missing = [c.case_id for c in self.unlabelled if not self._path(round_, c.case_id).exists()]
+        if missing:
+            raise TrainingError(
+                f"pseudo-label round {round_}: {len(missing)} of {len(self.unlabelled)} label "
+                f"maps written by other processes are not visible under {self.folder}",
+                expected="one run folder all processes share (with several machines: --runs "
+                "on a shared filesystem)",
+                found=f"{len(missing)} missing, e.g. round-{round_}/{missing[0]}.npy",
+                fix="put --runs on a filesystem every machine mounts, or use "
+                "paradigm.method=mean_teacher",
+            )
 
     def use_round(self, round_: int, restoring: bool) -> None:
         from dentpy.data.cache import PreparedCase
@@ -245,7 +278,18 @@ class ClassificationPseudoLabels(_Rounds):
         return self.augment(images), self.labels[index].to(self.device, non_blocking=True)
 
     def make_round(self, model: torch.nn.Module, round_: int) -> dict[str, Any]:
-        probabilities = self.predict(model, self.unlabelled.numpy())
+        from dentpy.engine.validation import predict_shared
+
+        pool = self.unlabelled.numpy()
+        # Several processes: each rank predicts its share; every rank gets all rows.
+        rows = predict_shared(
+            model,
+            pool.shape[0],
+            lambda network, indices: list(
+                self.predict(network, pool[np.asarray(indices, dtype=np.int64)])
+            ),
+        )
+        probabilities = np.stack(rows) if rows else np.zeros((0, len(self.classes)))
         confident = probabilities.max(axis=1) >= self.threshold
         self.kept_index = np.flatnonzero(confident).astype(np.int64)
         self.kept_class = probabilities.argmax(axis=1)[confident].astype(np.int64)
