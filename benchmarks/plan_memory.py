@@ -13,7 +13,7 @@ limits give larger patches.
 
 Usage:
     python benchmarks/plan_memory.py [--profile synthetic|cbct-like] [--limits 0.6 0.7 1.0]
-        [--device cpu|cuda] [--threads 2]
+        [--device cpu|cuda] [--threads 2] [--precision fp32|bf16]
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ CBCT_LIKE = PlanInputs(
 )
 
 
-def synthetic_plans(limits: list[float], device: str, threads: int) -> list[tuple[Spec, Plan]]:
+def synthetic_plans(
+    limits: list[float], device: str, threads: int, precision: str
+) -> list[tuple[Spec, Plan]]:
     from typer.testing import CliRunner
 
     from dentpy.cli import app
@@ -61,24 +63,27 @@ def synthetic_plans(limits: list[float], device: str, threads: int) -> list[tupl
             f"constraints.memory_limit_gb={limit}",
             f"constraints.device={device}",
             f"constraints.threads={threads}",
-            "constraints.precision=fp32",
+            f"constraints.precision={precision}",
         ]
         spec = load_spec(root / "spec.yaml", overrides)
         plans.append((spec, plan_spec(spec, measure_time=False)))
     return plans
 
 
-def cbct_like_plans(limits: list[float], device: str, threads: int) -> list[tuple[Spec, Plan]]:
+def cbct_like_plans(
+    limits: list[float], device: str, threads: int, precision: str
+) -> list[tuple[Spec, Plan]]:
     plans = []
     for limit in limits:
         spec = parse_spec(
             {
                 "train": {"patch_size": "auto", "batch_size": "auto", "iterations": "auto"},
                 "model": {"channels": "auto"},
-                "constraints": {"device": device, "threads": threads, "precision": "fp32"},
+                "constraints": {"device": device, "threads": threads, "precision": precision},
             }
         )
-        constraints = Constraints(device, False, int(limit * 1e9), f"{limit} GB", None)
+        bf16 = precision == "bf16"
+        constraints = Constraints(device, bf16, int(limit * 1e9), f"{limit} GB", None)
         plans.append((spec, choose(spec, CBCT_LIKE, constraints)))
     return plans
 
@@ -89,14 +94,25 @@ def main() -> None:
     parser.add_argument("--limits", type=float, nargs="+", default=None)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="bf16: autocast, as `precision: auto` chooses on CUDA and on CPUs with avx512_bf16",
+    )
     args = parser.parse_args()
     default = [0.6, 0.7, 1.0] if args.profile == "synthetic" else [1.0, 1.5, 2.5]
     limits = args.limits or default
     make = synthetic_plans if args.profile == "synthetic" else cbct_like_plans
-    print(f"profile {args.profile}, device {args.device}, fp32, 3 training steps per config")
+    print(
+        f"profile {args.profile}, device {args.device}, {args.precision}, "
+        "3 training steps per config"
+    )
     header = f"{'limit GB':>8}  {'patch':>16} {'batch':>5}  {'channels':<22}"
     print(f"{header} {'estimate MiB':>12} {'measured MiB':>12} {'ratio':>6}")
-    for (spec, plan), limit in zip(make(limits, args.device, args.threads), limits, strict=True):
+    for (spec, plan), limit in zip(
+        make(limits, args.device, args.threads, args.precision), limits, strict=True
+    ):
         resolved = apply_plan(spec, plan)
         measured = measure_peak(resolved.to_dict(), plan.inputs.out_channels, args.device, 3)
         estimate = plan.memory.training

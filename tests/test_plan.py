@@ -365,3 +365,32 @@ def test_train_reports_its_peak_memory_next_to_the_plans_estimate() -> None:
         "(the plan estimated 1024 MiB without the CUDA context)"
     )
     assert peak_memory_line({"iterations": 4}, plan) is None  # runs from before this field
+
+
+def test_validation_memory_follows_the_window_sw_window_auto_chooses() -> None:
+    """`sw_window: auto` predicts a large case in one window: its forward pass, not a
+    patch's, is what validation adds to the peak, up to the window's memory budget."""
+    from dentpy.inference_window import FORWARD_FIXED_BYTES
+    from dentpy.planning.memory import WINDOW_OUTPUT_SHARE, MemoryInputs, estimate_memory
+    from dentpy.planning.network import network_sizes
+
+    patch = (64, 64, 64)
+    case = 144 * 120 * 80
+    sizes = network_sizes("unet", (16, 32, 64, 128), 2, 2, patch)
+    per_voxel = 4 * sizes.activation_elements / 64**3
+
+    def extra(window: object, budget: int) -> float:
+        inputs = MemoryInputs("cpu", False, "adam", 2, 0, case, 4, window, budget)  # type: ignore[arg-type]
+        return estimate_memory(sizes, patch, 2, inputs).validation_extra
+
+    tiled = extra("patch", 0)
+    whole = extra("auto", 4 * 2**30)
+    arrays = case * 3 * 4 + case * 5
+    training = 2 * (2.8 * per_voxel * 64**3 + 4 * 64**3 * 2 * 4 + 3 * 64**3 * 5)
+    expected = arrays + FORWARD_FIXED_BYTES + WINDOW_OUTPUT_SHARE * per_voxel * case - training
+    assert whole == pytest.approx(expected, rel=1e-6) and whole > tiled + 100 * 2**20
+    # A budget that fits only part of the case: the window shrinks, and so does its memory.
+    shrunk = extra("auto", FORWARD_FIXED_BYTES + int(per_voxel * case / 2))
+    assert tiled < shrunk < whole
+    # A budget below the patch's forward pass: validation tiles with the patch.
+    assert extra("auto", FORWARD_FIXED_BYTES // 2) == tiled

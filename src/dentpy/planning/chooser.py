@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dentpy.errors import SpecError
+from dentpy.inference_window import WINDOW_MEMORY_SHARE
 from dentpy.planning.inputs import PlanInputs
 from dentpy.planning.memory import MIB, MemoryEstimate, MemoryInputs, estimate_memory
 from dentpy.planning.network import MIN_LEVELS, levels_for, network_sizes, widths_for
@@ -116,6 +117,7 @@ class _Sizer:
     def __init__(self, spec: Spec, inputs: PlanInputs, constraints: Constraints) -> None:
         self.spec = spec
         self.constraints = constraints
+        window = spec.train.sw_window
         self.memory_inputs = MemoryInputs(
             device_type=constraints.device_type,
             bf16=constraints.bf16,
@@ -124,6 +126,8 @@ class _Sizer:
             dataset_bytes=inputs.dataset_voxels * 5,
             largest_case_voxels=inputs.largest_case_voxels,
             sw_batch_size=spec.train.sw_batch_size,
+            sw_window=window if isinstance(window, str) else tuple(window),
+            window_budget_bytes=int(WINDOW_MEMORY_SHARE * constraints.limit_bytes),
         )
 
     def channels(self, levels: int) -> list[int]:

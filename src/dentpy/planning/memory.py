@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
+
 from dentpy.planning.network import NetworkSizes
 
 MIB = 2**20
@@ -29,8 +31,9 @@ CPU_PROCESS_OVERHEAD = 500 * MIB
 # Not in torch.cuda.max_memory_allocated, but taken from the GPU: context and kernels.
 CUDA_CONTEXT_OVERHEAD = 600 * MIB
 ACTIVATION_FACTOR = 2.8
-# bf16 autocast on CPU: convolutions store 2-byte outputs, normalisations stay fp32
-# (an assumption: this project's CPUs have no native bf16, so it is not measured).
+# bf16 autocast on CPU: convolutions store 2-byte outputs, normalisations stay fp32.
+# Measured on a CPU with avx512_bf16 (benchmarks/plan_memory.py --precision bf16):
+# estimate / measured 0.91-1.02 over 6 configurations.
 BF16_ACTIVATION_SHARE = 0.6
 # CUDA, by precision: bytes kept per sample = factor x fp32 bytes of all layer outputs.
 CUDA_ACTIVATION_FACTOR = {"bf16": 1.05, "fp32": 2.0}
@@ -43,6 +46,11 @@ OPTIMIZER_STATES = {"adam": 2, "adamw": 2, "rmsprop": 2, "momentum": 1, "nestero
 MAPPED_DATASET_SHARE = 0.25
 # Batch copies alive at once: the sampler's numpy stack, the tensor, the augmented tensor.
 BATCH_COPIES = 3
+# A no-grad forward pass of a window larger than the patch (validation with sw_window
+# auto): peak RSS grew by fixed oneDNN scratch (FORWARD_FIXED_BYTES, dentpy.inference_window)
+# plus at most this share of the bytes of all layer outputs (CPU, MONAI UNet, windows 64^3
+# to 192x192x128, 4-5 levels).
+WINDOW_OUTPUT_SHARE = 0.6
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,10 @@ class MemoryInputs:
     dataset_bytes: int  # the prepared training cases (image float32 + label uint8)
     largest_case_voxels: int  # a validation case is read and predicted whole
     sw_batch_size: int
+    # train.sw_window ("auto": the whole case in one window when its forward pass fits
+    # `window_budget_bytes`, dentpy.inference_window) and that budget.
+    sw_window: str | tuple[int, ...] = "patch"
+    window_budget_bytes: int = 0
 
 
 def estimate_memory(
@@ -115,11 +127,11 @@ def estimate_memory(
     batch = BATCH_COPIES * voxels * (4 + 1)
     case = inputs.largest_case_voxels
     # Sliding-window validation: fp32 logits and a weight map of the whole case, the case
-    # itself, and no-grad forward passes of sw_batch_size patches (two layers alive).
+    # itself, and the no-grad forward passes of its windows.
     validation = (
         case * (inputs.out_channels + 1) * 4
         + case * 5
-        + 2 * inputs.sw_batch_size * sizes.largest_output_elements * 4
+        + window_forward_bytes(sizes, voxels, inputs)
     )
     training_part = batch_size * (activations + loss + batch)
     overhead = CUDA_CONTEXT_OVERHEAD if inputs.device_type == "cuda" else CPU_PROCESS_OVERHEAD
@@ -133,3 +145,24 @@ def estimate_memory(
         dataset_mapped=mapped,
         validation_extra=max(0, validation - training_part),
     )
+
+
+def window_forward_bytes(sizes: NetworkSizes, patch_voxels: int, inputs: MemoryInputs) -> int:
+    """Memory of validation's forward passes. Patch windows: sw_batch_size patches with two
+    layers alive. A larger window (`auto`: the whole largest case, shrunk to the budget as
+    dentpy.inference_window chooses it; or a size in the spec): fixed oneDNN scratch plus
+    WINDOW_OUTPUT_SHARE of all its layer outputs."""
+    from dentpy.inference_window import FORWARD_FIXED_BYTES
+
+    patch_windows = 2 * inputs.sw_batch_size * sizes.largest_output_elements * 4
+    per_voxel = 4 * sizes.activation_elements / patch_voxels
+    if inputs.sw_window == "patch":
+        return patch_windows
+    if isinstance(inputs.sw_window, str):  # auto
+        fitting = (inputs.window_budget_bytes - FORWARD_FIXED_BYTES) / per_voxel
+        window = min(inputs.largest_case_voxels, int(fitting))
+        if window <= patch_voxels:
+            return patch_windows  # no larger window fits: validation tiles with the patch
+        return int(FORWARD_FIXED_BYTES + WINDOW_OUTPUT_SHARE * per_voxel * window)
+    window = int(np.prod(inputs.sw_window)) * inputs.sw_batch_size
+    return int(FORWARD_FIXED_BYTES + WINDOW_OUTPUT_SHARE * per_voxel * window)
