@@ -30,7 +30,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--iterations-per-epoch", type=int, default=5)
     parser.add_argument("--val-iterations-per-epoch", type=int, default=1)
+    parser.add_argument(
+        "--time-step",
+        action="store_true",
+        help="only time 3 bare training steps of the planned network (random batch)",
+    )
     args = parser.parse_args()
+    if args.time_step:
+        time_step(args)
+        return
     start = time.monotonic()
     deadline = start + 60 * args.minutes
     torch.set_num_threads(args.threads)
@@ -89,6 +97,30 @@ def main() -> None:
             }
         )
     )
+
+
+def time_step(args: argparse.Namespace) -> None:
+    """Forward, deep-supervised loss stand-in, backward and SGD step of the planned network
+    on a random batch of the planned patch and batch size: what one iteration costs without
+    the data path."""
+    torch.set_num_threads(args.threads)
+    from nnunetv2.run.run_training import get_trainer_from_args
+
+    trainer = get_trainer_from_args(args.dataset, "3d_fullres", 0, device=torch.device("cpu"))
+    trainer.initialize()
+    configuration = trainer.configuration_manager
+    x = torch.randn(configuration.batch_size, 1, *configuration.patch_size)
+    seconds = []
+    for _ in range(3):
+        began = time.perf_counter()
+        outputs = trainer.network(x)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        loss = sum(o.float().mean() for o in outputs)
+        trainer.optimizer.zero_grad()
+        loss.backward()
+        trainer.optimizer.step()
+        seconds.append(round(time.perf_counter() - began, 1))
+    print(json.dumps({"step_seconds": seconds, "patch_size": list(configuration.patch_size)}))
 
 
 if __name__ == "__main__":
