@@ -10,26 +10,21 @@ evaluates like a one-process run.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from test_distributed import _dentpy  # type: ignore[import-not-found]
 
 pytestmark = pytest.mark.slow
-
-
-def _dentpy(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "DENTPY_CACHE": str(root / "cache")}
-    return subprocess.run(
-        [sys.executable, "-m", "dentpy.cli", *args],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+# A tiny classifier on small crops: a few seconds per run in two processes.
+FAST_CLASSIFIER = [
+    "model.name=tiny_cnn",
+    "train.iterations=4",
+    "train.validate_every=2",
+    "train.batch_size=4",
+    "preprocess.image_size=[32, 32]",
+]
 
 
 def _ok(done: subprocess.CompletedProcess[str]) -> str:
@@ -79,14 +74,7 @@ def test_classification_trains_resumes_and_evaluates_in_two_processes(
     xray_workspace: Path,
 ) -> None:
     root = xray_workspace
-    fast = [
-        "model.name=tiny_cnn",
-        "train.iterations=4",
-        "train.validate_every=2",
-        "train.batch_size=4",
-        "preprocess.image_size=[32, 32]",
-        "evaluation.bootstrap=20",
-    ]
+    fast = [*FAST_CLASSIFIER, "evaluation.bootstrap=20"]
     spec = "caries-binary.yaml"
     stdout = _ok(
         _dentpy(root, "train", spec, *fast, "--runs", "runs", "--no-progress", "--nproc-per-node=2")
@@ -147,11 +135,7 @@ def test_classification_pseudo_labels_cover_every_unlabelled_image_once(
 ) -> None:
     root = xray_workspace
     fast = [
-        "model.name=tiny_cnn",
-        "train.iterations=4",
-        "train.validate_every=2",
-        "train.batch_size=4",
-        "preprocess.image_size=[32, 32]",
+        *FAST_CLASSIFIER,
         "paradigm.kind=semi-supervised",
         "paradigm.labeled_fraction=0.5",
         "paradigm.method=pseudo_label",
