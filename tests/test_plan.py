@@ -138,6 +138,16 @@ def test_validation_timing_predicts_the_largest_case_and_scales_by_voxels() -> N
     assert seconds_per_validation(spec, 2, torch.device("cpu"), None, []) == 0.0
 
 
+def test_shared_validation_is_timed_by_its_most_loaded_rank() -> None:
+    from dentpy.planning.timing import ranked_voxels
+
+    shapes = [(32, 32, 16), (16, 16, 16), (16, 16, 16), (16, 16, 8)]  # 16384, 4096 x2, 2048
+    assert ranked_voxels(shapes, 1) == 16384 + 4096 + 4096 + 2048
+    assert ranked_voxels(shapes, 2) == 16384  # the largest case alone outweighs the rest
+    assert ranked_voxels([(16, 16, 16)] * 4, 2) == 2 * 4096
+    assert ranked_voxels([(16, 16, 16)] * 3, 4) == 4096  # more ranks than cases
+
+
 def test_auto_is_refused_outside_segmentation() -> None:
     with pytest.raises(SpecError) as caught:
         parse_spec(

@@ -94,6 +94,7 @@ def plan_for_cases(
     """The plan for `spec` on these cases. Timing is measured (or `seconds_per_iteration`
     used) only where it matters: `train.iterations: auto` with a time budget, or when
     `measure_time` asks for it to be reported."""
+    from dentpy.engine.distributed import world_size
     from dentpy.planning.timing import seconds_per_iteration as measure
     from dentpy.planning.timing import seconds_per_validation
 
@@ -105,8 +106,9 @@ def plan_for_cases(
     if timing is None and measure_time:
         timing = _shared_timing(lambda s: measure(s, out_channels, device, amp_dtype))
         shapes = [case.image.shape[-3:] for case in val_cases]
+        ranks = world_size()  # several processes share each validation
         validation = _shared_timing(
-            lambda s: seconds_per_validation(s, out_channels, device, amp_dtype, shapes)
+            lambda s: seconds_per_validation(s, out_channels, device, amp_dtype, shapes, ranks)
         )
     constraints = planning_constraints(spec, device, amp_dtype)
     return choose(spec, inputs, constraints, timing, validation)

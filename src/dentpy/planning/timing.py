@@ -46,12 +46,14 @@ def seconds_per_validation(
     device: torch.device,
     amp_dtype: torch.dtype | None,
     shapes: Sequence[Sequence[int]],
+    world_size: int = 1,
 ) -> float:
     """Seconds of one validation of cases of these network-space `shapes`: one prediction
-    of the largest (the spec's window, `train.sw_window`), scaled to all cases by their
-    voxels. On CPU the first call is timed (allocation included). On CUDA a first, untimed
-    call comes before: cuDNN's autotuning of each new shape made the first call ~10 s on
-    an H100, where later validations take a fraction of that."""
+    of the largest (the spec's window, `train.sw_window`), scaled by voxels to the cases
+    of the most loaded of `world_size` ranks (they share validation, `ranked_voxels`). On
+    CPU the first call is timed (allocation included). On CUDA a first, untimed call comes
+    before: cuDNN's autotuning of each new shape made the first call ~10 s on an H100, where
+    later validations take a fraction of that."""
     import math
 
     import numpy as np
@@ -77,4 +79,15 @@ def seconds_per_validation(
     probabilities = network_probabilities(model, image, spec, out_channels, device, amp_dtype)
     probabilities.argmax(0).cpu()
     seconds = time.perf_counter() - started
-    return seconds * sum(math.prod(s) for s in shapes) / math.prod(largest)
+    return seconds * ranked_voxels(shapes, world_size) / math.prod(largest)
+
+
+def ranked_voxels(shapes: Sequence[Sequence[int]], world_size: int) -> int:
+    """Voxels the most loaded rank validates when `world_size` ranks share cases of these
+    `shapes` (dentpy.engine.validation.shard); all of them in one process."""
+    import math
+
+    from dentpy.engine.validation import shard
+
+    voxels = [float(math.prod(s)) for s in shapes]
+    return int(max(sum(voxels[i] for i in shard(voxels, r, world_size)) for r in range(world_size)))
