@@ -130,6 +130,31 @@ def train_fixed_stream(accumulate: int, second_forward: bool = False) -> dict[st
     }
 
 
+def pretrain_fit_under_budget() -> dict[str, Any]:
+    """dentpy.pretrain.loop.fit of a DDP-wrapped conv net on this rank's own random data,
+    stopped by a 1-second budget that also drives the learning rate: returns the weights
+    and the number of steps taken."""
+    import torch
+
+    from dentpy.engine import distributed
+    from dentpy.pretrain.loop import fit
+
+    distributed.start("cpu")
+    rank = distributed.rank()
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv3d(1, 4, 3, padding=1), torch.nn.Conv3d(4, 1, 1))
+    trained = distributed.data_parallel(model)
+    generator = torch.Generator().manual_seed(100 + rank)  # each rank its own data
+
+    def step(iteration: int) -> torch.Tensor:
+        x = torch.randn(2, 1, 6, 6, 6, generator=generator)
+        return (trained(x) - x).pow(2).mean()
+
+    log = fit(model.parameters(), step, 10**6, 0.01, 0.0, 1 / 60, show_progress=False)
+    weights = {k: v.flatten().tolist() for k, v in model.state_dict().items()}
+    return {"weights": weights, "steps": len(log.rows), "losses": [r[1] for r in log.rows]}
+
+
 VALIDATION_SHAPES = [(20, 16, 16), (32, 24, 16), (16, 16, 16), (40, 16, 24), (24, 24, 24)]
 
 
@@ -254,6 +279,41 @@ def test_a_second_forward_before_the_backward_matches_one_process(worker_output:
         assert distributed_loss == pytest.approx(single_loss, rel=1e-5)
     # The second term changed training (else this would repeat the test above).
     assert _max_difference(single["weights"], train_fixed_stream(accumulate=1)["weights"]) > 1e-4
+
+
+@pytest.mark.slow
+def test_pretraining_ranks_stop_together_with_identical_weights(worker_output: Path) -> None:
+    """The time budget sets pretraining's learning rate and its end: the ranks agree on the
+    elapsed time, so they take the same learning rates and stop at the same step, and DDP
+    keeps their weights identical although each saw other data."""
+    ranks = [json.loads((worker_output / f"pretrain-rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["steps"] == ranks[1]["steps"] > 2
+    assert ranks[0]["losses"] == ranks[1]["losses"]  # the logged loss is the ranks' mean
+    assert _max_difference(ranks[0]["weights"], ranks[1]["weights"]) == 0.0
+
+
+@pytest.mark.slow
+def test_masked_pretraining_in_two_processes_writes_one_folder(cbct_workspace: Path) -> None:
+    root = cbct_workspace
+    done = _dentpy(
+        root,
+        "pretrain",
+        "spec.yaml",
+        "pretrain.iterations=4",
+        "train.patch_size=[32, 32, 32]",
+        "model.channels=[8, 16, 32]",
+        "--out",
+        "pretrained2",
+        "--no-progress",
+        "--nproc-per-node=2",
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.count("pretraining folder: pretrained2") == 1  # rank 0 alone reports
+    record = json.loads((root / "pretrained2" / "pretrain.json").read_text())
+    assert record["world_size"] == 2 and record["iterations"] == 4
+    rows = (root / "pretrained2" / "pretrain_loss.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in rows] == ["iteration", "1", "2", "3", "4"]
+    assert (root / "pretrained2" / "encoder.safetensors").stat().st_size > 0
 
 
 @pytest.mark.slow
@@ -492,6 +552,8 @@ if __name__ == "__main__":  # the torchrun worker for the equivalence test
         (out / f"acc{accumulate}-rank{result['rank']}.json").write_text(json.dumps(result))
     from dentpy.engine import distributed
 
+    pretrained = pretrain_fit_under_budget()
+    (out / f"pretrain-rank{distributed.rank()}.json").write_text(json.dumps(pretrained))
     twice = train_fixed_stream(1, second_forward=True)
     (out / f"twice-rank{twice['rank']}.json").write_text(json.dumps(twice))
     validation = validate_sharded()

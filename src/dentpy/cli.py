@@ -556,16 +556,45 @@ def pretrain(
         Path | None, typer.Option(help="output folder (default: runs/NAME-pretrain)")
     ] = None,
     progress: Annotated[bool, typer.Option(help="show the progress bar")] = True,
+    nproc_per_node: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="processes (GPUs) on this machine; above 1: data-parallel (DDP) under "
+            "torchrun, pretrain.batch_size per process (docs/distributed.md)",
+        ),
+    ] = 1,
 ) -> None:
     """Self-supervised pretraining on images only (training split + input.unlabeled; labels,
     validation and test cases are never used): masked-volume reconstruction for 3D
     segmentation, contrastive (SimCLR) for 2D classification. Writes encoder.safetensors
     for `model.pretrained`."""
+    from dentpy.engine import distributed
     from dentpy.pretrain.run import pretrain as run_pretrain
     from dentpy.spec import load_spec
 
     loaded = load_spec(spec, list(overrides or []))
+    if nproc_per_node > 1 and not distributed.under_torchrun():
+        code = distributed.relaunch(
+            ["pretrain", str(spec), *(overrides or [])]
+            + (["--out", str(out)] if out else [])
+            + ([] if progress else ["--no-progress"]),
+            nproc_per_node,
+        )
+        if code:
+            typer.secho(f"error: pretraining in {nproc_per_node} processes failed", err=True)
+        raise typer.Exit(code)
     folder = run_pretrain(loaded, out, show_progress=progress)
+    several = distributed.active()
+    distributed.leave()
+    if distributed.launched_rank() == 0:
+        _report_pretraining(folder, spec)
+    if several:
+        distributed.end_process()
+
+
+def _report_pretraining(folder: Path, spec: Path) -> None:
+    """What `dentpy pretrain` prints when it ends."""
     record = json.loads((folder / "pretrain.json").read_text())
     typer.echo(
         f"pretraining folder: {folder}\n  {record['method']}: loss {record['first_loss']:.4f} "

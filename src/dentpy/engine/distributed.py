@@ -283,25 +283,33 @@ def prepare_trainer(trainer: Trainer) -> None:
     is shared by the ranks when it is a ShardedValidation (every task's is), else run by
     rank 0 and broadcast. Checkpoints keep the plain module's weight names. No-op in one
     process."""
-    import warnings
-
-    from torch.nn.parallel import DistributedDataParallel
-
     from dentpy.engine.validation import ShardedValidation
 
     if not active():
         return
-    # 1x1x1 kernels in channels_last_3d: their strides differ from the gradient's but the
-    # bytes are laid out the same, so DDP's copy into its bucket is a plain (tiny) memcpy.
-    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     module = trainer.model
     if trainer.export_model is None:
         trainer.export_model = lambda: module
-    on_gpu = next(module.parameters()).device.type == "cuda"
-    trainer.model = DistributedDataParallel(module, device_ids=[local_rank()] if on_gpu else None)
+    trainer.model = data_parallel(module)
     trainer.reduce_loss = all_reduce_mean
     if not isinstance(trainer.validate, ShardedValidation):
         trainer.validate = validated_on_main(trainer.validate)
+
+
+def data_parallel(module: torch.nn.Module) -> torch.nn.Module:
+    """`module` wrapped in DDP when this process is one of several (rank 0's weights are
+    broadcast now, gradients averaged every backward); `module` itself otherwise."""
+    import warnings
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    if not active():
+        return module
+    # 1x1x1 kernels in channels_last_3d: their strides differ from the gradient's but the
+    # bytes are laid out the same, so DDP's copy into its bucket is a plain (tiny) memcpy.
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+    on_gpu = next(module.parameters()).device.type == "cuda"
+    return DistributedDataParallel(module, device_ids=[local_rank()] if on_gpu else None)
 
 
 def under_torchrun() -> bool:

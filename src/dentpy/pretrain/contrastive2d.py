@@ -101,6 +101,7 @@ def pretrain_contrastive(
 ) -> ContrastiveResult:
     import torch
 
+    from dentpy.engine import distributed
     from dentpy.models2d import build_classifier
 
     cfg = spec.pretrain
@@ -116,17 +117,21 @@ def pretrain_contrastive(
     network = build_classifier(spec.model.name, HIDDEN, 0.0)
     head = torch.nn.Sequential(torch.nn.ReLU(), torch.nn.Linear(HIDDEN, cfg.projection_dim))
     model = torch.nn.Sequential(network, head).to(device)
-    augment = view_augment(spec, device, seed=cfg.seed + 1)
-    generator = torch.Generator().manual_seed(cfg.seed + 2)
-    rng = np.random.default_rng(cfg.seed)
+    # Several processes: DDP, each rank its own images and views; a rank's negatives are
+    # the other images of its own batch.
+    trained = distributed.data_parallel(model)
+    seed = distributed.rank_seed(cfg.seed)
+    augment = view_augment(spec, device, seed=seed + 1)
+    generator = torch.Generator().manual_seed(seed + 2)
+    rng = np.random.default_rng(seed)
     pool = torch.from_numpy(np.ascontiguousarray(images))
 
     def step(iteration: int) -> torch.Tensor:
-        model.train()
+        trained.train()
         index = torch.from_numpy(rng.choice(len(pool), batch, replace=False))
         x = pool[index].to(device)
         views = [augment(random_resized_crop(x, generator)) for _ in range(2)]  # type: ignore[operator]
-        return nt_xent(model(views[0]), model(views[1]), cfg.temperature)
+        return nt_xent(trained(views[0]), trained(views[1]), cfg.temperature)
 
     log = fit(
         model.parameters(),

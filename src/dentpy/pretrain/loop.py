@@ -60,9 +60,15 @@ def fit(
     budget_minutes: float | None,
     show_progress: bool,
 ) -> LossLog:
-    """Minimise `step_loss(iteration)` for `iterations` steps (or until the budget)."""
+    """Minimise `step_loss(iteration)` for `iterations` steps (or until the budget).
+
+    Several processes (DDP, `step_loss` running the wrapped model): the elapsed time that
+    sets the learning rate and stops the budget is the ranks' mean, so every rank takes the
+    same learning rate and stops at the same step; the logged loss is the ranks' mean."""
     import torch
     from rich.progress import Progress
+
+    from dentpy.engine import distributed
 
     params = [p for p in parameters if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
@@ -71,7 +77,7 @@ def fit(
     with Progress(disable=not show_progress, transient=True) as progress:
         task = progress.add_task("pretrain", total=iterations)
         for iteration in range(iterations):
-            elapsed = time.monotonic() - start
+            elapsed = distributed.all_reduce_mean(time.monotonic() - start)
             time_fraction = elapsed / (budget_minutes * 60) if budget_minutes else 0.0
             current = lr * lr_factor(iteration, iterations, time_fraction)
             for group in optimizer.param_groups:
@@ -89,7 +95,8 @@ def fit(
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP_NORM)
             optimizer.step()
-            seconds = time.monotonic() - start
+            seconds = distributed.all_reduce_mean(time.monotonic() - start)
+            value = distributed.all_reduce_mean(value)
             log.rows.append((iteration + 1, value, current, seconds))
             progress.update(task, advance=1, description=f"pretrain loss {value:.4f}")
             if budget_minutes is not None and seconds > budget_minutes * 60:

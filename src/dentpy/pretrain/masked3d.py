@@ -105,6 +105,7 @@ def pretrain_masked(
 ) -> MaskedResult:
     import torch
 
+    from dentpy.engine import distributed
     from dentpy.models import build_model
 
     cfg = spec.pretrain
@@ -114,14 +115,16 @@ def pretrain_masked(
     model = build_model(spec.model, in_channels=1, out_channels=1).to(device)
     layout = memory_format_3d(device)  # as in `dentpy train`
     model = model.to(memory_format=layout)
-    sampler = VolumePatchSampler(volumes, patch, batch, seed=cfg.seed)
-    generator = torch.Generator().manual_seed(cfg.seed + 1)
+    trained = distributed.data_parallel(model)  # several processes: DDP
+    seed = distributed.rank_seed(cfg.seed)  # each rank its own patches and masks
+    sampler = VolumePatchSampler(volumes, patch, batch, seed=seed)
+    generator = torch.Generator().manual_seed(seed + 1)
 
     def step(iteration: int) -> torch.Tensor:
-        model.train()
+        trained.train()
         image = torch.from_numpy(sampler.next_batch()).to(device)
         corrupted, mask = corrupt(image, spec, generator)
-        prediction = model(corrupted.contiguous(memory_format=layout))
+        prediction = trained(corrupted.contiguous(memory_format=layout))
         return masked_mse(prediction, image, mask)
 
     log = fit(

@@ -64,14 +64,18 @@ def pretrain(
     show_progress: bool = True,
     cache_dir: Path | None = None,
 ) -> Path:
-    """Pretrain the spec's network on unlabelled images; returns the folder."""
+    """Pretrain the spec's network on unlabelled images; returns the folder. Launched by
+    torchrun with several processes: data-parallel (DDP), each rank its own batches, rank 0
+    writes the folder."""
     from dentpy.data.cache import default_cache_dir
+    from dentpy.engine import distributed
     from dentpy.planning import require_numbers
     from dentpy.pretrain import data
     from dentpy.pretrained import output_layer_names, save_encoder
     from dentpy.train import configure_runtime
 
     require_numbers(spec, "dentpy pretrain")
+    distributed.join(spec)  # several processes (torchrun): the process group first
     start = time.monotonic()
     method = resolve_method(spec)
     folder = out or default_out(spec)
@@ -82,6 +86,7 @@ def pretrain(
             found=f"{RECORD_FILE} from an earlier `dentpy pretrain`",
             fix=f"pass --out {folder}-2, or delete the folder",
         )
+    distributed.barrier()  # every rank has checked the folder before rank 0 writes to it
     device, _ = configure_runtime(spec)
     record: dict[str, Any] = {"format": 1, "method": method, "task": spec.objective.task}
     if method == "masked":
@@ -89,8 +94,10 @@ def pretrain(
         from dentpy.pretrain.masked3d import pretrain_masked, write_picture
 
         _check_patch(spec)
-        volumes = data.volumes_3d(spec, cache_dir or default_cache_dir(), show_progress)
-        result = pretrain_masked(spec, volumes.images, device, show_progress)
+        with distributed.main_first():  # rank 0 fills the preprocessing cache, then the rest
+            volumes = data.volumes_3d(spec, cache_dir or default_cache_dir(), show_progress)
+        main = distributed.is_main()
+        result = pretrain_masked(spec, volumes.images, device, show_progress and main)
         network, log, source = result.model, result.log, volumes
         exclude = output_layer_names(lambda k: build_model(spec.model, 1, k))
         record["example_masked_loss"] = round(result.example_loss, 5)
@@ -101,11 +108,14 @@ def pretrain(
         from dentpy.pretrain.contrastive2d import pretrain_contrastive
 
         images = data.images_2d(spec)
-        contrastive = pretrain_contrastive(spec, images.images[0], device, show_progress)
+        main = distributed.is_main()
+        contrastive = pretrain_contrastive(spec, images.images[0], device, show_progress and main)
         network, log, source = contrastive.model, contrastive.log, images
         exclude = output_layer_names(lambda k: build_classifier(spec.model.name, k))
         record["chance_loss"] = round(contrastive.chance_loss, 5)
 
+    if not main:
+        return folder  # rank 0 writes the folder
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "pretrain_spec.yaml").write_text(spec.to_yaml())
     (folder / "pretrain_loss.csv").write_text(log.to_csv())
@@ -128,6 +138,7 @@ def pretrain(
             },
             "settings": spec.pretrain.model_dump(mode="json"),
             "device": str(device),
+            "world_size": distributed.world_size(),  # a step saw batch_size x this
             "seconds": round(time.monotonic() - start, 1),
         }
     )
