@@ -87,6 +87,7 @@ def pretrain(
             fix=f"pass --out {folder}-2, or delete the folder",
         )
     distributed.barrier()  # every rank has checked the folder before rank 0 writes to it
+    main = distributed.is_main()  # rank 0 (or the one process) shows progress and writes
     device, _ = configure_runtime(spec)
     record: dict[str, Any] = {"format": 1, "method": method, "task": spec.objective.task}
     if method == "masked":
@@ -95,8 +96,9 @@ def pretrain(
 
         _check_patch(spec)
         with distributed.main_first():  # rank 0 fills the preprocessing cache, then the rest
-            volumes = data.volumes_3d(spec, cache_dir or default_cache_dir(), show_progress)
-        main = distributed.is_main()
+            volumes = data.volumes_3d(
+                spec, cache_dir or default_cache_dir(), show_progress and main
+            )
         result = pretrain_masked(spec, volumes.images, device, show_progress and main)
         network, log, source = result.model, result.log, volumes
         exclude = output_layer_names(lambda k: build_model(spec.model, 1, k))
@@ -108,7 +110,6 @@ def pretrain(
         from dentpy.pretrain.contrastive2d import pretrain_contrastive
 
         images = data.images_2d(spec)
-        main = distributed.is_main()
         contrastive = pretrain_contrastive(spec, images.images[0], device, show_progress and main)
         network, log, source = contrastive.model, contrastive.log, images
         exclude = output_layer_names(lambda k: build_classifier(spec.model.name, k))
