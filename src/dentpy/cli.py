@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -435,23 +436,38 @@ def train(
         all_overrides.append(f"name={name}")
     loaded = load_spec(spec_path, all_overrides)
     if nproc_per_node > 1 and not distributed.under_torchrun():
-        code = distributed.relaunch(
+        _run_in_processes(
             ["train", str(spec), *(overrides or []), "--runs", str(runs)]
             + (["--name", name] if name else [])
             + (["--resume"] if resume else [])
             + ([] if progress else ["--no-progress"]),
             nproc_per_node,
         )
-        if code:
-            typer.secho(f"error: training in {nproc_per_node} processes failed", err=True)
-        raise typer.Exit(code)
     run_dir = spec if spec.is_dir() else runs / loaded.name
     main = distributed.launched_rank() == 0
     out = run_training(loaded, run_dir=run_dir, resume=resume, show_progress=progress and main)
+    _end_ranks(lambda: _report_training(out))  # rank 0 alone reports and syncs the trackers
+
+
+def _run_in_processes(arguments: list[str], processes: int) -> NoReturn:
+    """`dentpy ARGUMENTS` again in `processes` processes under torchrun; exits with its code."""
+    from dentpy.engine import distributed
+
+    code = distributed.relaunch(arguments, processes)
+    if code:
+        typer.secho(f"error: `dentpy {arguments[0]}` in {processes} processes failed", err=True)
+    raise typer.Exit(code)
+
+
+def _end_ranks(report: Callable[[], None]) -> None:
+    """After a command's work: leave the process group, rank 0 (or the one process) runs
+    `report`, and a rank of several ends through `distributed.end_process`."""
+    from dentpy.engine import distributed
+
     several = distributed.active()
     distributed.leave()
-    if main:
-        _report_training(out)  # rank 0 alone reports and syncs the trackers
+    if distributed.launched_rank() == 0:
+        report()
     if several:
         distributed.end_process()
 
@@ -575,22 +591,14 @@ def pretrain(
 
     loaded = load_spec(spec, list(overrides or []))
     if nproc_per_node > 1 and not distributed.under_torchrun():
-        code = distributed.relaunch(
+        _run_in_processes(
             ["pretrain", str(spec), *(overrides or [])]
             + (["--out", str(out)] if out else [])
             + ([] if progress else ["--no-progress"]),
             nproc_per_node,
         )
-        if code:
-            typer.secho(f"error: pretraining in {nproc_per_node} processes failed", err=True)
-        raise typer.Exit(code)
     folder = run_pretrain(loaded, out, show_progress=progress)
-    several = distributed.active()
-    distributed.leave()
-    if distributed.launched_rank() == 0:
-        _report_pretraining(folder, spec)
-    if several:
-        distributed.end_process()
+    _end_ranks(lambda: _report_pretraining(folder, spec))
 
 
 def _report_pretraining(folder: Path, spec: Path) -> None:
