@@ -586,3 +586,40 @@ def test_segmentation_views_share_geometry_and_differ_in_noise() -> None:
     aligned = torch.corrcoef(torch.stack([student.flatten(), teacher.flatten()]))[0, 1]
     shuffled = torch.corrcoef(torch.stack([student.flatten(), teacher.flip(2).flatten()]))[0, 1]
     assert float(aligned) > 0.8 > float(shuffled)
+
+
+def test_a_round_whose_label_maps_are_not_visible_stops_with_the_folder_named(
+    tmp_path: Path,
+) -> None:
+    """Several processes write a round's label maps into the run folder; a rank that cannot
+    see another's (a run folder not shared between machines) must stop, naming the folder
+    and how to fix it, not train on a partial pool."""
+    from dentpy.data.cache import PreparedCase
+    from dentpy.errors import TrainingError
+    from dentpy.semi.pseudo_label import SegmentationPseudoLabels
+
+    cases = [
+        PreparedCase(f"u{i}", np.zeros((4, 4, 4), np.float32), np.zeros((4, 4, 4), np.uint8), ())
+        for i in range(2)
+    ]
+    folder = tmp_path / "pseudo_labels"
+    rounds = SegmentationPseudoLabels(
+        [2],
+        folder,
+        [],
+        cases,
+        None,
+        lambda m, c: torch.zeros(2, 4, 4, 4),
+        0.5,
+        1,  # type: ignore[arg-type]
+    )
+    (folder / "round-1").mkdir(parents=True)
+    np.save(folder / "round-1" / "u0.npy", np.zeros((4, 4, 4), np.uint8))  # u1 is missing
+
+    with pytest.raises(TrainingError) as caught:
+        rounds._check_every_file(1)
+    message = str(caught.value)
+    assert "1 of 2" in message and str(folder) in message
+    assert "shared filesystem" in caught.value.expected and "--runs" in caught.value.fix
+    np.save(folder / "round-1" / "u1.npy", np.zeros((4, 4, 4), np.uint8))
+    rounds._check_every_file(1)  # every map visible: no error

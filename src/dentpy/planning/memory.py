@@ -17,10 +17,9 @@ as a fixed overhead.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
-
-import numpy as np
 
 from dentpy.planning.network import NetworkSizes
 
@@ -164,5 +163,5 @@ def window_forward_bytes(sizes: NetworkSizes, patch_voxels: int, inputs: MemoryI
         if window <= patch_voxels:
             return patch_windows  # no larger window fits: validation tiles with the patch
         return int(FORWARD_FIXED_BYTES + WINDOW_OUTPUT_SHARE * per_voxel * window)
-    window = int(np.prod(inputs.sw_window)) * inputs.sw_batch_size
+    window = math.prod(inputs.sw_window) * inputs.sw_batch_size
     return int(FORWARD_FIXED_BYTES + WINDOW_OUTPUT_SHARE * per_voxel * window)
