@@ -89,6 +89,9 @@ def monai_predictor(trained: Any):
         ]
     )
 
+    # The tutorial's network is channels-first; load_trained gave it dentpy's layout.
+    model = trained.model.to(memory_format=torch.contiguous_format)
+
     def predict(path: str) -> np.ndarray:
         data = transforms({"image": path})
         with torch.inference_mode():
@@ -96,7 +99,7 @@ def monai_predictor(trained: Any):
                 data["image"][None].to(trained.device),
                 roi_size=tuple(trained.spec.train.patch_size),
                 sw_batch_size=trained.spec.train.sw_batch_size,
-                predictor=trained.model,
+                predictor=model,
                 overlap=0.5,
                 mode="gaussian",
             )

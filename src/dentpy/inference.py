@@ -49,9 +49,16 @@ def sliding_window_probabilities(
     from monai.inferers import sliding_window_inference
 
     from dentpy.augment import LEFT_RIGHT_AXIS
+    from dentpy.engine.device import inference_memory_format_3d
 
     tensor = torch.from_numpy(np.array(image, dtype=np.float32))[None, None]
     tensor = tensor.to(device)
+    layout = inference_memory_format_3d(device)
+
+    def predictor(window: torch.Tensor) -> torch.Tensor:
+        # MONAI stacks the windows channels-first; the network's layout is the device's.
+        return model(window.contiguous(memory_format=layout))
+
     # Volumes smaller than a patch are padded by MONAI and cropped back.
     autocast = (
         torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
@@ -63,7 +70,7 @@ def sliding_window_probabilities(
                 volume,
                 roi_size=tuple(patch_size),
                 sw_batch_size=sw_batch_size,
-                predictor=model,
+                predictor=predictor,
                 overlap=overlap,
                 mode="gaussian",
             )

@@ -26,12 +26,21 @@ def choose_device(preference: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
-def _cpu_has_native_bf16() -> bool:
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none: macOS,
+    Windows), so every choice below falls back to the portable default there."""
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.partition(":")[2].split())
+    return frozenset()
+
+
+def _cpu_has_native_bf16() -> bool:
+    return not cpu_flags().isdisjoint({"avx512_bf16", "amx_bf16"})
 
 
 def autocast_dtype(device: torch.device, preference: str = "auto") -> torch.dtype | None:
@@ -54,3 +63,16 @@ def memory_format_3d(device: torch.device) -> torch.memory_format:
     import torch
 
     return torch.contiguous_format if device.type == "cuda" else torch.channels_last_3d
+
+
+def inference_memory_format_3d(device: torch.device) -> torch.memory_format:
+    """The layout 3D networks predict in on this device, the measured winner of each
+    (benchmarks/inference_window.py, whole-volume and patch windows, same labels):
+    channels_last_3d on CPUs with AVX-512 (oneDNN's kernels 1.07-1.15x faster there),
+    channels-first on CPUs without it (0.89-1.05x: no gain) and on CUDA (as in training).
+    Training keeps channels_last_3d on every CPU: its backward pass gains there too."""
+    import torch
+
+    if device.type == "cpu" and "avx512f" in cpu_flags():
+        return torch.channels_last_3d
+    return torch.contiguous_format
