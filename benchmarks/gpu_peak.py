@@ -4,12 +4,14 @@ settings win on this device?
 For each network configuration (dentpy's model registry, patch, batch) it times real
 training steps as `dentpy train` runs them (dentpy.planning.steps: batch augmentation on
 the device, autocast, fp32 Dice+CE loss, gradient clipping, AdamW; random data, so the
-data path is left out: benchmarks/train_step.py measures that) in five variants:
+data path is left out: benchmarks/train_step.py measures that) in six variants:
 
     fp32                      channels-first, no autocast
     fp32 + channels_last_3d   what dentpy trains with on a CPU without native bf16
     bf16                      channels-first, bf16 autocast (what dentpy trains with on CUDA)
     bf16 + channels_last_3d   what dentpy trains with on a CPU with native bf16
+    bf16 + graph              bf16, the whole step replayed as one CUDA graph (CUDA only;
+                              benchmarks/graph_step.py): is the step launch-bound?
     bf16 + cl + compile       torch.compile'd network (compilation left out of the timing)
 
 and prints the median step time, samples/s, TFLOP/s from the counted FLOPs
@@ -35,6 +37,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/step_flops.py
 
+from graph_step import graphed_training_steps
 from step_flops import peak_tflops, step_flops
 
 DEFAULT_CONFIGS = [
@@ -42,12 +45,13 @@ DEFAULT_CONFIGS = [
     "unet:32,64,128,256,320:128x112x80:2",  # what `dentpy plan` picks for `ci` on CUDA
     "basic_unet:32,64,128,256,320:128:2",  # two convs per level at full resolution
 ]
-VARIANTS = (  # (name, autocast, channels_last, compile)
-    ("fp32", False, False, False),
-    ("fp32+cl", False, True, False),
-    ("bf16", True, False, False),
-    ("bf16+cl", True, True, False),
-    ("bf16+cl+compile", True, True, True),
+VARIANTS = (  # (name, autocast, channels_last, compile, CUDA graph)
+    ("fp32", False, False, False, False),
+    ("fp32+cl", False, True, False, False),
+    ("bf16", True, False, False, False),
+    ("bf16+cl", True, True, False, False),
+    ("bf16+graph", True, False, False, True),
+    ("bf16+cl+compile", True, True, True, False),
 )
 OUT_CHANNELS = 4
 
@@ -119,24 +123,32 @@ def main() -> None:
         model, widths, patch, batch = parse_config(text)
         spec = spec_for(model, widths, patch, batch)
         flops = step_flops(patch, batch, tuple(widths), OUT_CHANNELS, model)
-        for variant, bf16, channels_last, compiled in VARIANTS:
+        for variant, bf16, channels_last, compiled, graphed in VARIANTS:
             if compiled and index >= args.compile_configs:
+                continue
+            if graphed and device.type != "cuda":
                 continue
             if device.type == "cuda":
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats()
             started = time.perf_counter()
+            amp = torch.bfloat16 if bf16 else None
             try:
-                seconds = training_steps(
-                    spec,
-                    OUT_CHANNELS,
-                    device,
-                    torch.bfloat16 if bf16 else None,
-                    args.steps,
-                    warmup=args.warmup,
-                    channels_last=channels_last,
-                    compile_model=compiled,
-                )
+                if graphed:
+                    seconds = graphed_training_steps(
+                        spec, OUT_CHANNELS, device, amp, args.steps, warmup=args.warmup
+                    )
+                else:
+                    seconds = training_steps(
+                        spec,
+                        OUT_CHANNELS,
+                        device,
+                        amp,
+                        args.steps,
+                        warmup=args.warmup,
+                        channels_last=channels_last,
+                        compile_model=compiled,
+                    )
             except Exception as error:  # a variant that fails is reported, the rest run on
                 print(f"{text:<42} {variant:<16} failed: {type(error).__name__}: {error}")
                 continue
