@@ -20,7 +20,7 @@ device's dense bf16 peak, and the peak allocated memory next to the planner's es
 (dentpy.planning.memory, without the CUDA context). Runs on CPU too (small sizes).
 
     python benchmarks/gpu_peak.py [--steps 15] [--configs unet:16,32,64,128:96:2 ...]
-        [--compile-configs 1]
+        [--compile-configs 1] [--variants bf16,bf16+graph]
 
 A config is MODEL:WIDTHS:PATCH:BATCH, PATCH being N or IxJxK.
 """
@@ -105,7 +105,16 @@ def main() -> None:
         default=1,
         help="torch.compile only the first N configs (each compile takes a minute or more)",
     )
+    parser.add_argument(
+        "--variants",
+        default=",".join(name for name, *_ in VARIANTS),
+        help="comma-separated, from " + ", ".join(name for name, *_ in VARIANTS),
+    )
     args = parser.parse_args()
+    chosen = args.variants.split(",")
+    unknown = sorted(set(chosen) - {name for name, *_ in VARIANTS})
+    if unknown:
+        parser.error(f"unknown variants {unknown}")
     from dentpy.engine.device import choose_device
     from dentpy.planning.steps import training_steps
 
@@ -124,6 +133,8 @@ def main() -> None:
         spec = spec_for(model, widths, patch, batch)
         flops = step_flops(patch, batch, tuple(widths), OUT_CHANNELS, model)
         for variant, bf16, channels_last, compiled, graphed in VARIANTS:
+            if variant not in chosen:
+                continue
             if compiled and index >= args.compile_configs:
                 continue
             if graphed and device.type != "cuda":
