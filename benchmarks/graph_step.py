@@ -40,25 +40,15 @@ def graphed_training_steps(
     `warmup` eager steps on a side stream and one capture."""
     import torch
 
-    from dentpy.augment import BatchAugment
-    from dentpy.optim import build_optimizer
-    from dentpy.tasks.segmentation import SegmentationTask
+    from dentpy.planning.steps import random_step_parts
 
     if device.type != "cuda":
         raise RuntimeError("CUDA graphs need a CUDA device")
-    names = tuple(f"class{i}" for i in range(1, out_channels))
-    task = SegmentationTask(names, tuple((i,) for i in range(1, out_channels)))
-    generator = torch.Generator().manual_seed(spec.train.seed)
-    model = task.build_model(spec).to(device).train()  # channels-first: CUDA's winner
-    loss_fn = task.build_loss(spec)
-    optimizer = build_optimizer(model.parameters(), spec.optimizer)
+    parts = random_step_parts(spec, out_channels, device)  # channels-first: CUDA's winner
+    model, loss_fn, optimizer = parts.model.train(), parts.loss_fn, parts.optimizer
+    augment, batch, labels = parts.augment, parts.batch, parts.labels
     for group in optimizer.param_groups:
         group["capturable"] = True  # step counts on the device: no host sync in step()
-    shape = (spec.train.batch_size, 1, *spec.train.patch_size)
-    batch = torch.randn(shape, generator=generator).to(device)
-    labels = torch.randint(0, out_channels, shape, generator=generator, dtype=torch.uint8)
-    labels = labels.to(device)
-    augment = BatchAugment(spec.augment, None, device, seed=spec.train.seed)
     image, label, _ = augment(batch, labels)
     static_image, static_label = image.clone(), label.clone()
 

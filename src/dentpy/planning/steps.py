@@ -6,6 +6,8 @@ optimizer); only cropping patches from the cache is left out."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dentpy.engine.device import memory_format_3d
@@ -14,6 +16,45 @@ if TYPE_CHECKING:
     import torch
 
     from dentpy.spec import Spec
+
+
+@dataclass
+class RandomStepParts:
+    """What one training step of a planned configuration needs, on random data."""
+
+    model: torch.nn.Module
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    optimizer: torch.optim.Optimizer
+    batch: torch.Tensor
+    labels: torch.Tensor
+    augment: Callable[..., tuple[torch.Tensor, torch.Tensor, object]]
+
+
+def random_step_parts(spec: Spec, out_channels: int, device: torch.device) -> RandomStepParts:
+    """The spec's network, loss and optimizer, a random batch of its patch and batch size,
+    and its batch augmentation on the device (shared with benchmarks/graph_step.py)."""
+    import torch
+
+    from dentpy.augment import BatchAugment
+    from dentpy.optim import build_optimizer
+    from dentpy.tasks.segmentation import SegmentationTask
+
+    names = tuple(f"class{i}" for i in range(1, out_channels))
+    task = SegmentationTask(names, tuple((i,) for i in range(1, out_channels)))
+    generator = torch.Generator().manual_seed(spec.train.seed)
+    model = task.build_model(spec).to(device)
+    shape = (spec.train.batch_size, 1, *spec.train.patch_size)
+    batch = torch.randn(shape, generator=generator).to(device)
+    labels = torch.randint(0, out_channels, shape, generator=generator, dtype=torch.uint8)
+    return RandomStepParts(
+        model=model,
+        loss_fn=task.build_loss(spec),
+        optimizer=build_optimizer(model.parameters(), spec.optimizer),
+        batch=batch,
+        labels=labels.to(device),
+        # Augmentation runs inside every training step, as in the trainer.
+        augment=BatchAugment(spec.augment, None, device, seed=spec.train.seed),
+    )
 
 
 def training_steps(
@@ -34,28 +75,15 @@ def training_steps(
 
     import torch
 
-    from dentpy.augment import BatchAugment
-    from dentpy.optim import build_optimizer
-    from dentpy.tasks.segmentation import SegmentationTask
-
-    names = tuple(f"class{i}" for i in range(1, out_channels))
-    task = SegmentationTask(names, tuple((i,) for i in range(1, out_channels)))
-    generator = torch.Generator().manual_seed(spec.train.seed)
-    model = task.build_model(spec).to(device)
+    parts = random_step_parts(spec, out_channels, device)
+    loss_fn, optimizer, augment = parts.loss_fn, parts.optimizer, parts.augment
+    batch, labels = parts.batch, parts.labels
     if channels_last is None:
         layout = memory_format_3d(device)
     else:
         layout = torch.channels_last_3d if channels_last else torch.contiguous_format
-    model = model.to(memory_format=layout)  # type: ignore[call-overload]
+    model = parts.model.to(memory_format=layout)  # type: ignore[call-overload]
     network = torch.compile(model) if compile_model else model
-    loss_fn = task.build_loss(spec)
-    optimizer = build_optimizer(model.parameters(), spec.optimizer)
-    shape = (spec.train.batch_size, 1, *spec.train.patch_size)
-    batch = torch.randn(shape, generator=generator).to(device)
-    labels = torch.randint(0, out_channels, shape, generator=generator, dtype=torch.uint8)
-    labels = labels.to(device)
-    # Augmentation runs inside every training step, as in the trainer.
-    augment = BatchAugment(spec.augment, None, device, seed=spec.train.seed)
     autocast = (
         (lambda: torch.autocast(device.type, dtype=amp_dtype))
         if amp_dtype
