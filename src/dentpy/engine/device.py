@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,7 @@ def choose_device(preference: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
+@functools.cache  # read once per process: every predicted volume asks for the layout
 def cpu_flags() -> frozenset[str]:
     """The CPU's feature flags from /proc/cpuinfo (empty where there is none: macOS,
     Windows), so every choice below falls back to the portable default there."""
